@@ -1,0 +1,22 @@
+"""FER-VGG16: facial emotion recognition with a VGG16 base, transformers-native."""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+from .configuration import FER2013_LABELS, FerConfig
+from .image_processing import FerImageProcessor
+from .loading import DEFAULT_MODEL_ID, load_model
+from .modeling import FerForImageClassification
+
+# Local Auto-class support (no trust_remote_code needed once fer_model is imported).
+AutoConfig.register(FerConfig.model_type, FerConfig, exist_ok=True)
+AutoModelForImageClassification.register(FerConfig, FerForImageClassification, exist_ok=True)
+AutoImageProcessor.register(FerConfig, slow_image_processor_class=FerImageProcessor, exist_ok=True)
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "FER2013_LABELS",
+    "FerConfig",
+    "FerForImageClassification",
+    "FerImageProcessor",
+    "load_model",
+]

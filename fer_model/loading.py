@@ -1,0 +1,34 @@
+"""load_model: one call that gives a ready-to-run model and its processor from a Hub id or a folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .image_processing import FerImageProcessor
+from .modeling import FerForImageClassification
+
+# The project's released model on the Hugging Face Hub; the app and CLI default to it.
+DEFAULT_MODEL_ID = "fer-vgg16/fer-vgg16"
+
+
+def load_model(
+    source: str | os.PathLike = DEFAULT_MODEL_ID, device: str | torch.device = "cpu"
+) -> tuple[FerForImageClassification, FerImageProcessor]:
+    """Model (eval mode, on `device`) and processor from a local folder or a Hub repo id.
+
+    Raises OSError naming the source, and how to point at another model, when it cannot be loaded.
+    """
+    source = str(Path(source).expanduser()) if str(source).startswith("~") else str(source)
+    try:
+        model = FerForImageClassification.from_pretrained(source)
+        processor = FerImageProcessor.from_pretrained(source)
+    except OSError as error:
+        raise OSError(
+            f"Could not load a FER model from {source!r}: {error}\n"
+            "Point --model (or the FER_MODEL environment variable) at a local folder written by "
+            "train/train.py or save_pretrained(), or at a Hub repo id that is reachable."
+        ) from error
+    return model.to(device).eval(), processor
