@@ -6,6 +6,7 @@ from .configuration import FER2013_LABELS, FerConfig
 from .image_processing import FerImageProcessor
 from .loading import DEFAULT_MODEL_ID, load_model
 from .modeling import FerForImageClassification
+from .recognizer import EmotionRecognizer
 
 # Local Auto-class support (no trust_remote_code needed once fer_model is imported).
 AutoConfig.register(FerConfig.model_type, FerConfig, exist_ok=True)
@@ -14,6 +15,7 @@ AutoImageProcessor.register(FerConfig, slow_image_processor_class=FerImageProces
 
 __all__ = [
     "DEFAULT_MODEL_ID",
+    "EmotionRecognizer",
     "FER2013_LABELS",
     "FerConfig",
     "FerForImageClassification",

@@ -1,0 +1,92 @@
+"""Face detection with the Haar cascade that ships inside opencv-python-headless (no download).
+
+The cascade runs on a grey copy downscaled to `detection_size` on its longest side (detection cost
+grows with the pixel count; faces that FER can read are large enough to survive it), and the boxes
+are mapped back to the input's coordinates. `expand` adds the margin used when cropping a face for
+the classifier: FER2013 faces include forehead and chin, which the cascade's tight box cuts off.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the input image
+
+
+@dataclass(frozen=True)
+class FaceDetector:
+    """Frontal-face detector; every parameter is a plain, documented knob.
+
+    Args:
+        cascade: a file name under cv2.data.haarcascades, or a path to a cascade XML file.
+        detection_size: longest side (px) of the grey copy the cascade runs on; larger finds
+            smaller faces, at a cost that grows with the square of the size.
+        scale_factor / min_neighbors: OpenCV's detectMultiScale parameters (step between scales;
+            overlapping hits required, higher = fewer false faces).
+        min_face_size: smallest face side kept, in input pixels.
+        margin: fraction of the box side added on every side when cropping (0.15 -> 1.3x wider).
+    """
+
+    cascade: str = "haarcascade_frontalface_default.xml"
+    detection_size: int = 640
+    scale_factor: float = 1.1
+    min_neighbors: int = 6  # 5 (OpenCV samples) gives a false face in the 2x2 astronaut tile at 640 px
+    min_face_size: int = 32
+    margin: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.detection_size < 64:
+            raise ValueError(f"detection_size={self.detection_size} must be >= 64 px")
+        if self.scale_factor <= 1.0:
+            raise ValueError(f"scale_factor={self.scale_factor} must be > 1")
+        if self.min_neighbors < 0 or self.min_face_size < 1 or not 0 <= self.margin <= 1:
+            raise ValueError(f"need min_neighbors >= 0, min_face_size >= 1 and 0 <= margin <= 1; got "
+                             f"{self.min_neighbors}, {self.min_face_size}, {self.margin}")
+        _classifier(self.cascade)  # fail now, not at the first request, if the cascade is missing
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """Faces in a uint8 HxW grey image, left to right (then top to bottom), in its coordinates."""
+        if gray.ndim != 2 or gray.dtype != np.uint8:
+            raise ValueError(f"detect expects a uint8 HxW grey image; got {gray.dtype} {gray.shape}")
+        scale = min(1.0, self.detection_size / max(gray.shape))
+        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        side = max(1, round(self.min_face_size * scale))
+        found = _classifier(self.cascade).detectMultiScale(
+            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))
+        boxes = [_to_input(box, scale, gray.shape) for box in np.asarray(found, dtype=np.float64).reshape(-1, 4)]
+        return sorted((b for b in boxes if min(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+
+    def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box:
+        """The box grown by `margin` on each side, clipped to the image (the crop the classifier sees)."""
+        x, y, w, h = box
+        dx, dy = round(w * self.margin), round(h * self.margin)
+        left, top = max(0, x - dx), max(0, y - dy)
+        right, bottom = min(image_shape[1], x + w + dx), min(image_shape[0], y + h + dy)
+        return left, top, right - left, bottom - top
+
+
+def _to_input(box: np.ndarray, scale: float, shape: tuple[int, ...]) -> Box:
+    """A box found on the downscaled copy -> integer pixels of the input, clipped to it."""
+    x, y, w, h = (box / scale).round().astype(int).tolist()
+    x, y = min(max(0, x), shape[1] - 1), min(max(0, y), shape[0] - 1)
+    return x, y, min(w, shape[1] - x), min(h, shape[0] - y)
+
+
+_local = threading.local()  # one classifier per thread: detectMultiScale is not documented as thread-safe
+
+
+def _classifier(cascade: str) -> cv2.CascadeClassifier:
+    cache: dict[str, cv2.CascadeClassifier] = _local.__dict__.setdefault("classifiers", {})
+    if cascade not in cache:
+        path = Path(cascade) if Path(cascade).is_file() else Path(cv2.data.haarcascades) / cascade
+        classifier = cv2.CascadeClassifier(str(path))
+        if classifier.empty():
+            raise FileNotFoundError(f"Haar cascade {cascade!r} not found (looked in {cv2.data.haarcascades}); "
+                                    "install opencv-python-headless>=4.8,<5, which ships the cascade files")
+        cache[cascade] = classifier
+    return cache[cascade]

@@ -1,0 +1,121 @@
+"""Robust image loading for the app and the CLI: any upload -> an RGB PIL image, or a readable error.
+
+Users upload anything: text files, half-downloaded JPEGs, 16-bit or CMYK scans, transparent PNGs,
+animated GIFs, phone photos that are stored sideways with an EXIF orientation tag, and PNGs whose
+header declares 40000x40000 pixels (a "decompression bomb"). `load_image` turns each of these into
+an upright RGB image or raises `ImageLoadError` with a message fit to show a user: it names what was
+wrong and never includes a stack trace or a server path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .image_processing import scale_to_unit
+
+MAX_PIXELS = 50_000_000  # refused before decoding: a 50 MP RGB image already needs 150 MB of memory
+MAX_SIDE = 1280  # the app (and the recognizer's working copy) downscales larger images to this side
+
+ImageSource = str | os.PathLike | bytes | BinaryIO
+
+
+class ImageLoadError(ValueError):
+    """The input is not an image this project can use; the message says why, in user terms."""
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A file path, bytes or binary file -> an upright RGB image (first frame of animations).
+
+    Raises ImageLoadError for empty, missing, non-image, truncated, corrupt or oversized input.
+    """
+    with _open(source) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageLoadError(f"the image is too large: {width}x{height} pixels "
+                                 f"(the limit is {max_pixels / 1e6:.0f} megapixels); resize it and try again")
+        try:
+            image.seek(0)  # animated GIF/WebP/APNG: the first frame
+            image.load()
+            return to_rgb(_exif_upright(image))  # always a new image, so closing the file is safe
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors...
+            raise ImageLoadError(f"the {image.format or 'image'} data is truncated or corrupt "
+                                 f"({_short(error)})") from None
+
+
+def _open(source: ImageSource) -> Image.Image:
+    """PIL.Image.open (header only) with every failure turned into an ImageLoadError."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        if _is_empty(source):
+            raise ImageLoadError("the file is empty (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            return Image.open(source)
+    except ImageLoadError:
+        raise
+    except FileNotFoundError:
+        raise ImageLoadError("file not found") from None
+    except IsADirectoryError:
+        raise ImageLoadError("this is a folder, not an image file") from None
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"the image is too large: it declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                             "megapixels, which looks like a decompression bomb; resize it and try again") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError("this is not an image file that can be read (use JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
+    except PermissionError:
+        raise ImageLoadError("the file cannot be read (permission denied)") from None
+    except Exception as error:
+        raise ImageLoadError(f"the file cannot be read as an image ({_short(error)})") from None
+
+
+def _is_empty(source: ImageSource) -> bool:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.getsize(source) == 0  # FileNotFoundError is reported by the caller
+    position = source.tell()
+    empty = not source.read(1)
+    source.seek(position)
+    return empty
+
+
+def _exif_upright(image: Image.Image) -> Image.Image:
+    """Honour the EXIF orientation tag; a broken EXIF block leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: 16-bit and float scaled (not clipped), transparency composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = np.round(scale_to_unit(np.asarray(image)) * 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, P, 1, L
+
+
+def fit_within(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
+    """A copy no larger than max_side on its longest side (aspect kept); small images are returned as is."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _short(error: Exception) -> str:
+    """An exception as a short user-facing phrase, without any file-system path."""
+    message = str(error).split("\n")[0]
+    if os.sep in message or not message:
+        return type(error).__name__
+    return message[:160]

@@ -1,0 +1,121 @@
+"""EmotionRecognizer: an image -> every face found, each with a box, a label and all 7 probabilities.
+
+Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does)
+-> Haar face boxes (fer_model.faces) -> margin crops -> FerImageProcessor -> the model, all faces in
+ONE batch (one forward however many faces). When no face is found the whole image is classified,
+which is right for the tight face crops FER2013 itself contains, and the result says face_found: false.
+Boxes are reported in the coordinates of the image passed in; faces are sorted left to right.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .faces import Box, FaceDetector
+from .image_processing import FerImageProcessor, to_gray
+from .images import MAX_SIDE
+from .loading import DEFAULT_MODEL_ID, load_model
+from .modeling import FerForImageClassification
+from .tta import TTA_MODES, logits_with_tta
+
+
+class EmotionRecognizer:
+    """Face detector + FER model. `recognize(image)` -> {"face_found": bool, "faces": [...]} (JSON-ready)."""
+
+    def __init__(
+        self,
+        model: FerForImageClassification,
+        processor: FerImageProcessor,
+        detector: FaceDetector | None = None,
+        tta: str = "none",
+        max_side: int = MAX_SIDE,
+    ) -> None:
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta={tta!r} is not one of {TTA_MODES}")
+        self.model = model.eval()
+        self.processor = processor
+        self.detector = detector or FaceDetector()
+        self.tta = tta
+        self.max_side = max_side
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | os.PathLike = DEFAULT_MODEL_ID, tta: str = "none", device: str = "cpu", **kwargs: Any
+    ) -> "EmotionRecognizer":
+        """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable)."""
+        model, processor = load_model(source, device=device)
+        return cls(model, processor, tta=tta, **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    def recognize(self, image: Image.Image | np.ndarray) -> dict[str, Any]:
+        """Faces (box, label, score, scores) in a PIL image or an HxW(xC) array; the whole image if none."""
+        gray, scale = self.working_gray(image)
+        boxes = self.detector.detect(gray)
+        face_found = bool(boxes)
+        if not face_found:
+            boxes = [(0, 0, gray.shape[1], gray.shape[0])]
+        crops = [_crop(gray, self.detector.expand(box, gray.shape) if face_found else box) for box in boxes]
+        probabilities = self.classify(crops)
+        faces = [self._face(_scale_box(box, scale, image), p) for box, p in zip(boxes, probabilities)]
+        return {"face_found": face_found, "faces": faces}
+
+    def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
+        """uint8 grey copy at most max_side px on its longest side, and its scale w.r.t. the input."""
+        width, height = _size(image)
+        scale = min(1.0, self.max_side / max(width, height))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if scale < 1.0 and isinstance(image, Image.Image):  # shrink before the (float) grey conversion
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        gray = np.round(to_gray(image) * 255).astype(np.uint8)
+        if gray.shape[::-1] != size:
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        return gray, scale
+
+    @torch.inference_mode()
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, num_labels) for N grey crops, in one forward pass (TTA views included)."""
+        pixel_values = self.processor(crops, return_tensors="pt")["pixel_values"].to(self.model.device)
+        pixel_values = pixel_values.to(self.model.dtype)
+        logits = logits_with_tta(lambda x: self.model(pixel_values=x).logits, pixel_values, self.tta)
+        return logits.float().softmax(-1).cpu().numpy()
+
+    def _face(self, box: Box, probabilities: np.ndarray) -> dict[str, Any]:
+        best = int(probabilities.argmax())
+        return {
+            "box": list(box),
+            "label": self.labels[best],
+            "score": round(float(probabilities[best]), 6),
+            "scores": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
+        }
+
+
+def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3) and image.shape[0] and image.shape[1]:
+        return image.shape[1], image.shape[0]
+    raise ValueError(f"expected a PIL image or an HxW / HxWxC array; got {type(image).__name__} "
+                     f"{getattr(image, 'shape', '')}")
+
+
+def _crop(gray: np.ndarray, box: Box) -> np.ndarray:
+    x, y, w, h = box
+    return gray[y : y + h, x : x + w]
+
+
+def _scale_box(box: Box, scale: float, image: Image.Image | np.ndarray) -> Box:
+    """A box on the working copy -> the input image's pixels (clipped to it)."""
+    if scale == 1.0:
+        return box
+    width, height = _size(image)
+    x, y = min(round(box[0] / scale), width - 1), min(round(box[1] / scale), height - 1)
+    return x, y, min(round(box[2] / scale), width - x), min(round(box[3] / scale), height - y)

@@ -1,0 +1,104 @@
+"""EmotionRecognizer end to end on real photos with a small random model (and the release, if present)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_model import EmotionRecognizer
+from fer_model.images import load_image
+from tests.conftest import RELEASED_MODEL_DIR, needs_released_model
+from tests.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, COFFEE, gradient, tile_2x2
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
+    return EmotionRecognizer.from_pretrained(tiny_model_dir)
+
+
+def forward_batches(recognizer: EmotionRecognizer) -> list[int]:
+    """Batch sizes of every model forward from now on (a hook records them)."""
+    sizes: list[int] = []
+    recognizer.model.register_forward_hook(lambda module, args, kwargs, out: sizes.append(kwargs["pixel_values"].shape[0]),
+                                           with_kwargs=True)
+    return sizes
+
+
+def check_schema(result: dict, labels: list[str], image_size: tuple[int, int]) -> None:
+    assert json.loads(json.dumps(result)) == result  # JSON-serialisable as is
+    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    for face in result["faces"]:
+        x, y, w, h = face["box"]
+        assert all(isinstance(v, int) for v in face["box"])
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= image_size[0] and y + h <= image_size[1]
+        assert list(face["scores"]) == labels and face["label"] in labels
+        assert face["score"] == max(face["scores"].values()) == face["scores"][face["label"]]
+        assert sum(face["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_astronaut_one_face_inside_her_head(recognizer: EmotionRecognizer) -> None:
+    result = recognizer.recognize(load_image(ASTRONAUT))
+    check_schema(result, recognizer.labels, (512, 512))
+    assert result["face_found"] and len(result["faces"]) == 1
+    x, y, w, h = result["faces"][0]["box"]
+    x0, y0, x1, y1 = ASTRONAUT_FACE_REGION
+    assert x0 <= x and y0 <= y and x + w <= x1 and y + h <= y1
+
+
+def test_tile_gives_four_faces_in_one_batch(tiny_model_dir: Path) -> None:
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir)
+    batches = forward_batches(recognizer)
+    result = recognizer.recognize(tile_2x2(load_image(ASTRONAUT)))
+    check_schema(result, recognizer.labels, (1024, 1024))
+    assert len(result["faces"]) == 4 and batches == [4]
+    assert [face["box"][0] for face in result["faces"]] == sorted(face["box"][0] for face in result["faces"])
+    scores = [face["scores"] for face in result["faces"]]
+    assert all(s == pytest.approx(scores[0], abs=0.02) for s in scores)  # the same face, the same prediction
+
+
+def test_gradient_has_no_face_and_is_classified_whole(recognizer: EmotionRecognizer) -> None:
+    for image in (gradient(640, 480), load_image(COFFEE)):
+        result = recognizer.recognize(image)
+        check_schema(result, recognizer.labels, image.size)
+        assert result["face_found"] is False
+        assert [face["box"] for face in result["faces"]] == [[0, 0, image.width, image.height]]
+
+
+def test_large_images_work_on_a_copy_and_report_original_coordinates(recognizer: EmotionRecognizer) -> None:
+    small = recognizer.recognize(load_image(ASTRONAUT))["faces"][0]["box"]
+    large = load_image(ASTRONAUT).resize((2560, 2560), Image.Resampling.BICUBIC)
+    (face,) = recognizer.recognize(large)["faces"]
+    np.testing.assert_allclose(face["box"], np.array(small) * 5, atol=25)
+
+
+def test_arrays_and_images_agree(recognizer: EmotionRecognizer) -> None:
+    image = load_image(ASTRONAUT)
+    assert recognizer.recognize(np.asarray(image)) == recognizer.recognize(image)
+
+
+def test_flip_tta_runs_both_views_in_one_forward(tiny_model_dir: Path) -> None:
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir, tta="flip")
+    batches = forward_batches(recognizer)
+    result = recognizer.recognize(tile_2x2(load_image(ASTRONAUT)))
+    assert len(result["faces"]) == 4 and batches == [8]
+    with pytest.raises(ValueError, match="tta"):
+        EmotionRecognizer(recognizer.model, recognizer.processor, tta="mirror")
+
+
+def test_classify_matches_the_model_on_the_processed_crop(recognizer: EmotionRecognizer) -> None:
+    crop = np.asarray(load_image(ASTRONAUT).convert("L"))[60:170, 165:285]
+    with torch.inference_mode():
+        logits = recognizer.model(**recognizer.processor(crop, return_tensors="pt")).logits
+    np.testing.assert_allclose(recognizer.classify([crop]), logits.softmax(-1).numpy(), atol=1e-6)
+
+
+@needs_released_model
+def test_released_model_sees_a_happy_astronaut() -> None:
+    recognizer = EmotionRecognizer.from_pretrained(RELEASED_MODEL_DIR)
+    (face,) = recognizer.recognize(load_image(ASTRONAUT))["faces"]
+    assert face["label"] == "happy", face["scores"]
