@@ -30,11 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print one JSON object per image; unreadable files are reported on stderr and give exit code 2."""
+    """Print one JSON object per image; unreadable files are reported on stderr and give exit code 2.
+
+    A model that cannot be loaded is reported on stderr (with how to point at another) and gives exit code 1.
+    """
     from .images import ImageLoadError, load_image
     from .recognizer import EmotionRecognizer
 
-    recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # keep stderr for our messages
+    try:
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     status = 0
     for path in args.images:
         try:

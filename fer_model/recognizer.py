@@ -10,6 +10,7 @@ Boxes are reported in the coordinates of the image passed in; faces are sorted l
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -49,6 +50,9 @@ class EmotionRecognizer:
         cls, source: str | os.PathLike = DEFAULT_MODEL_ID, tta: str = "none", device: str = "cpu", **kwargs: Any
     ) -> "EmotionRecognizer":
         """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable)."""
+        if _looks_like_path(str(source)) and not Path(source).expanduser().exists():
+            raise OSError(f"There is no model folder at {str(source)!r}. Point --model (or the FER_MODEL environment "
+                          "variable) at a folder written by train/train.py or save_pretrained(), or at a Hub repo id.")
         model, processor = load_model(source, device=device)
         return cls(model, processor, tta=tta, **kwargs)
 
@@ -96,6 +100,11 @@ class EmotionRecognizer:
             "score": round(float(probabilities[best]), 6),
             "scores": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
         }
+
+
+def _looks_like_path(source: str) -> bool:
+    """A Hub id is "name" or "owner/name"; anything else with a slash or a leading . / ~ is a folder."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source.replace("/", "")
 
 
 def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:

@@ -1,0 +1,160 @@
+"""The Gradio app launched on localhost and driven through gradio_client, as an API user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import app
+from fer_model import EmotionRecognizer
+from tests.image_files import ASTRONAUT, COFFEE, GROUP, REPO, bad_files, odd_images
+
+# gradio's queue calls pandas APIs that pandas 3 deprecates: not ours to fix, and noise in the report
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
+    return EmotionRecognizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def demo(recognizer: EmotionRecognizer) -> Iterator:
+    demo = app.build_demo(recognizer, "tiny random model")
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                max_file_size=app.MAX_FILE_SIZE)
+    yield demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(demo) -> Client:
+    return Client(demo.local_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    folder = tmp_path_factory.mktemp("uploads")
+    return bad_files(folder), odd_images(folder)
+
+
+def check_result(result: dict, labels: list[str]) -> None:
+    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    assert result["faces"], "at least one entry: the faces, or the whole image"
+    for face in result["faces"]:
+        assert set(face) == {"box", "label", "score", "scores"}
+        assert len(face["box"]) == 4 and all(isinstance(v, int) and v >= 0 for v in face["box"])
+        assert face["label"] in labels and list(face["scores"]) == labels
+        assert 0 < face["score"] <= 1 and sum(face["scores"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_only_predict_is_a_public_endpoint(client: Client) -> None:
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/predict"]
+
+
+@pytest.mark.parametrize("photo, faces, found", [(ASTRONAUT, 1, True), (GROUP, 2, True), (COFFEE, 1, False)])
+def test_predict_returns_the_json_schema(client: Client, recognizer: EmotionRecognizer, photo: Path, faces: int,
+                                         found: bool) -> None:
+    result = client.predict(handle_file(photo), api_name="/predict")
+    check_result(result, recognizer.labels)
+    assert len(result["faces"]) == faces and result["face_found"] is found
+
+
+@pytest.mark.parametrize("name", ["text.jpg", "empty.png", "truncated.jpg", "corrupt.png", "bomb.png", "big.png"])
+def test_bad_uploads_give_a_readable_error_and_the_app_keeps_answering(client: Client, files: tuple[dict, dict],
+                                                                       name: str) -> None:
+    path, phrase = files[0][name]
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(path), api_name="/predict")
+    message = str(caught.value)
+    assert phrase in message and message.startswith("Cannot use this file")
+    assert "/tmp" not in message and "Traceback" not in message
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+
+
+@pytest.mark.parametrize("name", ["cmyk.jpg", "gray16.png", "rgba.png", "palette.png", "animated.gif", "rotated.jpg"])
+def test_unusual_encodings_still_find_the_face(client: Client, files: tuple[dict, dict], name: str) -> None:
+    result = client.predict(handle_file(files[1][name]), api_name="/predict")
+    assert result["face_found"] is True and len(result["faces"]) == 1
+
+
+def test_plain_path_strings_are_refused_with_a_hint(client: Client) -> None:
+    with pytest.raises(AppError, match="handle_file"):
+        client.predict(str(ASTRONAUT), api_name="/predict")
+
+
+def test_uploads_over_the_size_limit_are_refused(client: Client, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as file:
+        file.truncate(21 * 1024 * 1024)  # a 21 MB (sparse) file: over the 20 MB limit
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        client.predict(handle_file(huge), api_name="/predict")
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+
+
+def test_queue_is_bounded(demo) -> None:
+    assert demo._queue.max_size == app.MAX_QUEUE
+    assert demo._queue.default_concurrency_limit == app.CONCURRENCY
+    model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == "model"]
+    assert len(model_fns) == 3 and all(fn.concurrency_limit == app.CONCURRENCY for fn in model_fns)
+
+
+def test_ui_outputs_for_a_group_photo(recognizer: EmotionRecognizer) -> None:
+    image = app.read_upload({"path": str(GROUP)})
+    result = recognizer.recognize(image)
+    annotated = app.annotate(image, result["faces"], recognizer.labels)
+    assert annotated.size == image.size and annotated is not image
+    rows = app.table_rows(result["faces"])
+    assert [row[0] for row in rows] == [1, 2] and [row[3:] for row in rows] == [f["box"] for f in result["faces"]]
+    assert app.largest(result["faces"]) == 1  # Grace Hopper's face is the larger one
+    assert "2 faces found" in app.status(result)
+    x, y, w, h = result["faces"][0]["box"]
+    colour = tuple(int(app.COLOURS[result["faces"][0]["label"]][i : i + 2], 16) for i in (1, 3, 5))
+    assert np.asarray(annotated)[y + h // 2, x].tolist() == list(colour)  # the box's left edge is drawn
+
+
+def test_no_face_status_and_large_images_are_downscaled(recognizer: EmotionRecognizer, tmp_path: Path) -> None:
+    result = recognizer.recognize(app.read_upload({"path": str(COFFEE)}))
+    assert "No face found" in app.status(result)
+    Image.open(ASTRONAUT).resize((3000, 3000)).save(tmp_path / "large.jpg")
+    assert app.read_upload({"path": str(tmp_path / "large.jpg")}).size == (1280, 1280)
+
+
+def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FER_MODEL", "some/folder")
+    assert app.resolve_model_source("cli/choice") == "cli/choice"
+    assert app.resolve_model_source() == "some/folder"
+    monkeypatch.delenv("FER_MODEL")
+    expected = str(app.LOCAL_RELEASE) if (app.LOCAL_RELEASE / "config.json").is_file() else app.DEFAULT_MODEL_ID
+    assert app.resolve_model_source() == expected
+
+
+def test_module_level_demo_is_built_from_fer_model(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    monkeypatch.setenv("FER_MODEL", str(tiny_model_dir))
+    monkeypatch.delitem(app.__dict__, "demo", raising=False)
+    assert type(app.demo).__name__ == "Blocks"
+    monkeypatch.delitem(app.__dict__, "demo")
+
+
+def test_app_without_a_model_stops_with_instructions(tmp_path: Path) -> None:
+    env = {**os.environ, "FER_MODEL": str(tmp_path / "no-model-here"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "app.py")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "no-model-here" in done.stderr and "FER_MODEL" in done.stderr and "--model" in done.stderr

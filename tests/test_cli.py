@@ -1,0 +1,55 @@
+"""`python -m fer_model predict IMG... --model X`: one JSON line per readable image, exit code 2 otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_model.__main__ import main
+from tests.image_files import ASTRONAUT, COFFEE, GROUP, REPO, bad_files
+
+
+def test_one_json_line_per_image(tiny_model_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(ASTRONAUT), str(GROUP), str(COFFEE), "--model", str(tiny_model_dir)]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["file"] for line in lines] == [str(ASTRONAUT), str(GROUP), str(COFFEE)]
+    assert [len(line["faces"]) for line in lines] == [1, 2, 1]
+    assert [line["face_found"] for line in lines] == [True, True, False]
+    assert err == ""
+
+
+def test_unreadable_files_are_reported_and_exit_2(tiny_model_dir: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    files = bad_files(tmp_path)
+    paths = [str(path) for path, _ in files.values()]
+    assert main(["predict", *paths, str(ASTRONAUT), "--model", str(tiny_model_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [str(ASTRONAUT)]  # the good one still runs
+    messages = err.splitlines()
+    assert len(messages) == len(files)
+    for message, (path, phrase) in zip(messages, files.values()):
+        assert message.startswith(f"{path}: ") and phrase in message
+
+
+def test_missing_model_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["predict", str(ASTRONAUT), "--model", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert "no model folder" in err and "FER_MODEL" in err
+
+
+def test_module_entry_point(tiny_model_dir: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "fer_model", "predict", str(ASTRONAUT), str(REPO / "README.md"),
+                           "--model", str(tiny_model_dir), "--tta", "flip"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    (line,) = done.stdout.splitlines()
+    assert json.loads(line)["face_found"] is True
+    assert done.stderr.strip() == f"{REPO / 'README.md'}: this is not an image file that can be read " \
+                                  "(use JPEG, PNG, WebP, GIF, BMP or TIFF)"
