@@ -158,10 +158,12 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
             result_json = gr.JSON(label="JSON (what the API returns)", elem_id="json")
         with gr.Tab("Live"):
             with gr.Row():
-                webcam = gr.Image(label="Webcam", sources=["webcam"], type="numpy", streaming=True)
+                webcam = gr.Image(label="Webcam", sources=["webcam"], type="numpy", streaming=True, elem_id="webcam",
+                                  webcam_options=gr.WebcamOptions(mirror=False))  # shown as the model sees it
                 with gr.Column():
-                    live_annotated = gr.Image(label="Faces", interactive=False)
-                    live_probabilities = gr.Label(label="Largest face", num_top_classes=len(recognizer.labels))
+                    live_annotated = gr.Image(label="Faces", interactive=False, elem_id="live-annotated")
+                    live_probabilities = gr.Label(label="Largest face", num_top_classes=len(recognizer.labels),
+                                                  elem_id="live-probabilities")
             gr.Markdown(f"One frame every {LIVE_EVERY_S} s is analysed, for at most {LIVE_LIMIT_S} s per stream.")
 
         photo.change(analyze, photo, [annotated, probabilities, table, result_json, message], preprocess=False,

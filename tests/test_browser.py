@@ -1,6 +1,7 @@
 """The Space in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): load, run an example, look.
 
-Writes a full-page screenshot to tests/artifacts/browser_photo_tab.png (ignored by git) for a human to check.
+The Live tab streams Chromium's fake camera, fed with the astronaut photo as a Y4M video. Full-page screenshots
+go to tests/artifacts/browser_photo_tab.png and browser_live_tab.png (ignored by git) for a human to check.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import app
 from fer_model import EmotionRecognizer
+from tests.image_files import ASTRONAUT
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "browser_photo_tab.png"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -36,14 +40,37 @@ def url(tiny_model_dir: Path) -> Iterator[str]:
     demo.close()
 
 
+def write_y4m(image: Image.Image, path: Path, frames: int = 2) -> Path:
+    """A raw YUV 4:2:0 video of one still image: what Chromium's fake camera can play."""
+    ycc = np.asarray(image.convert("YCbCr"))
+    half = (image.width // 2, image.height // 2)
+    planes = [ycc[..., 0]] + [np.asarray(Image.fromarray(ycc[..., c]).resize(half)) for c in (1, 2)]
+    with path.open("wb") as video:
+        video.write(f"YUV4MPEG2 W{image.width} H{image.height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            video.write(b"FRAME\n" + b"".join(plane.tobytes() for plane in planes))
+    return path
+
+
 @pytest.fixture(scope="module")
-def page(url: str) -> Iterator:
+def page(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    camera = write_y4m(Image.open(ASTRONAUT).convert("RGB").resize((640, 640)).crop((0, 80, 640, 560)),
+                       tmp_path_factory.mktemp("camera") / "astronaut.y4m")
+    fake_camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                   f"--use-file-for-fake-video-capture={camera}"]
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
+        context = browser.new_context(viewport={"width": 1280, "height": 1400}, permissions=["camera"])
+        page = context.new_page()
         page.goto(url)
         yield page
         browser.close()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    return ARTIFACTS / name
 
 
 def test_example_runs_and_shows_boxes_labels_and_probabilities(page, url: str) -> None:
@@ -65,12 +92,16 @@ def test_example_runs_and_shows_boxes_labels_and_probabilities(page, url: str) -
     page.locator("#faces").get_by_text("135", exact=True).locator("visible=true").first.click()  # select face 1 (the astronaut)
     page.wait_for_function("document.querySelector('#probabilities').innerText.includes('Face 1')", timeout=30_000)
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 50_000
+    assert screenshot(page, "browser_photo_tab.png").stat().st_size > 50_000
 
 
-def test_live_tab_offers_the_webcam(page) -> None:
+def test_live_tab_streams_the_webcam_and_labels_the_face(page) -> None:
     page.get_by_role("tab", name="Live").click()
-    page.wait_for_selector("text=One frame every 0.5 s")
-    assert page.get_by_text("Click to Access Webcam").is_visible()
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#webcam button[aria-label='capture photo']").click()  # "Record": starts streaming
+    page.wait_for_selector("#live-annotated img", timeout=60_000)
+    page.wait_for_function("document.querySelector('#live-probabilities').innerText.includes('%')", timeout=60_000)
+    live = page.inner_text("#live-probabilities")
+    assert all(label in live for label in app.COLOURS)
+    screenshot(page, "browser_live_tab.png")
+    page.locator("#webcam button[aria-label='capture photo']").click()  # "Stop"
