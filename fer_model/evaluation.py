@@ -1,0 +1,141 @@
+"""Evaluation shared by training and `python -m fer_model evaluate`: tensors in, metrics out.
+
+`gray_to_pixel_values` is the one path from decoded uint8 faces to model inputs (resize, then the
+processor's `normalize_gray`), used by training, by its evaluation and by `evaluate_folder`, so the
+three agree exactly. Metrics follow scikit-learn's definitions (zero where a ratio is undefined).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+
+from .image_processing import normalize_gray
+from .tta import logits_with_tta
+
+
+def gray_to_pixel_values(gray: torch.Tensor, config: Any, channels_last: bool = False) -> torch.Tensor:
+    """(N, 1, H, W) grey in [0, 1] (or uint8) -> (N, 3, S, S) normalised pixel_values for `config`."""
+    if gray.dtype == torch.uint8:
+        gray = gray.float() / 255.0
+    size = config.image_size
+    if gray.shape[-2:] != (size, size):
+        gray = F.interpolate(gray, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    pixel_values = normalize_gray(gray, config.image_mean, config.image_std)
+    return pixel_values.contiguous(memory_format=torch.channels_last) if channels_last else pixel_values
+
+
+def predict_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    config: Any,
+    tta: str = "none",
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Logits (log-probabilities under TTA) for a uint8 batch; `forward` maps pixel_values -> logits."""
+    return logits_with_tta(forward, gray_to_pixel_values(images, config, channels_last), tta)
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(true, predicted) counts, shape (num_classes, num_classes), rows = true class."""
+    index = labels.long().cpu() * num_classes + predictions.long().cpu()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def classification_report(confusion: torch.Tensor | np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support from a confusion matrix.
+
+    Macro-F1 averages the classes that occur in the labels or the predictions (scikit-learn's default).
+    """
+    matrix = np.asarray(confusion, dtype=np.int64)
+    true_positives = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(true_positives), where=predicted > 0)
+    recall = np.divide(true_positives, support, out=np.zeros_like(true_positives), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positives), where=denominator > 0)
+    present = (support > 0) | (predicted > 0)
+    total = int(matrix.sum())
+    return {
+        "accuracy": float(true_positives.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "num_samples": total,
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(label_names)
+        },
+        "labels": list(label_names),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def plot_confusion_matrix(confusion: torch.Tensor | np.ndarray | list, label_names: Sequence[str],
+                          path: str | os.PathLike, title: str = "FER2013 test") -> Path:
+    """Row-normalised confusion matrix (counts in the cells) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(6.4, 5.6), dpi=120)
+    image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set(xticks=range(len(label_names)), yticks=range(len(label_names)), xlabel="predicted", ylabel="true",
+             title=f"{title} (row-normalised; counts in cells)")
+    axes.set_xticklabels(label_names, rotation=45, ha="right")
+    axes.set_yticklabels(label_names)
+    for (row, column), count in np.ndenumerate(counts):
+        axes.text(column, row, f"{rates[row, column]:.2f}\n{count}", ha="center", va="center", fontsize=7,
+                  color="white" if rates[row, column] > 0.5 else "black")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def label_order(model_labels: dict[int, str], dataset_labels: Sequence[str]) -> torch.Tensor:
+    """For each dataset class, the model's logit column with the same name (case-insensitive)."""
+    by_name = {name.lower(): int(i) for i, name in model_labels.items()}
+    missing = [name for name in dataset_labels if name.lower() not in by_name]
+    if missing:
+        raise ValueError(f"the model has no class for the dataset label(s) {missing}; "
+                         f"its labels are {list(model_labels.values())}")
+    return torch.tensor([by_name[name.lower()] for name in dataset_labels])
+
+
+@torch.inference_mode()
+def evaluate_folder(
+    model_source: str | os.PathLike,
+    split: Dataset,
+    tta: str = "none",
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Metrics of a saved model (Hub id or folder) on one split from `fer_model.data.load_fer2013`."""
+    from .data import split_to_tensors
+    from .loading import load_model
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, _ = load_model(model_source, device=device)
+    label_names = split.features["label"].names
+    columns = label_order(model.config.id2label, label_names).to(device)
+    images, labels = split_to_tensors(split)
+    predictions = []
+    for start in range(0, len(labels), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        logits = predict_logits(lambda x: model(pixel_values=x).logits, batch, model.config, tta)
+        predictions.append(logits[:, columns].argmax(-1).cpu())
+    confusion = confusion_matrix(labels, torch.cat(predictions), len(label_names))
+    return {"model": str(model_source), "tta": tta, **classification_report(confusion, label_names)}
