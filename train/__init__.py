@@ -1,0 +1,1 @@
+"""Training scripts (train.py) and their helpers; runnable without installing the repo."""
