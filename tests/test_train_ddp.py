@@ -1,0 +1,61 @@
+"""A real 2-process CPU run of train/train.py (accelerate launch --multi_gpu, gloo).
+
+`accelerate launch --cpu --num_processes 2` would start a single process; `--multi_gpu` on a machine
+without GPUs starts two CPU processes (MULTI_CPU). The test checks that both ran and that evaluation
+counted every validation and test sample exactly once despite the uneven split over two processes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from huggingface_hub import ModelCard
+
+from fer_model import FER2013_LABELS
+from tests.conftest import REPO
+from tests.tiny_fer import split_arrays, write_hub_folder
+
+SIZES = {"train": 29, "validation": 15, "test": 13}  # odd sizes: the processes get uneven eval shards
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path) -> None:
+    dataset = write_hub_folder(tmp_path / "data", SIZES)
+    output_dir = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
+        "train/train.py", "--cpu", "--no-pretrained", "--dataset", str(dataset), "--epochs", "2",
+        "--optimizer", "adam", "--lr", "1e-3", "--batch_size", "4", "--eval_batch_size", "4", "--image_size", "32",
+        "--output_dir", str(output_dir),
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "num_processes=2" in result.stdout
+    assert "train=29" in result.stdout and "steps_per_epoch=4" in result.stdout  # 14 samples each, batches of 4
+
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["training"]["num_processes"] == 2
+    assert metrics["num_samples"] == SIZES["test"]
+    assert np.asarray(metrics["confusion_matrix"]).sum() == SIZES["test"]
+    true_counts = Counter(FER2013_LABELS[i] for i in split_arrays(SIZES)["test"][1])
+    assert {name: c["support"] for name, c in metrics["per_class"].items()} == {
+        name: true_counts.get(name, 0) for name in FER2013_LABELS}
+    assert [h["val_samples"] for h in metrics["validation"]["history"]] == [SIZES["validation"]] * 2
+
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.eval_results[0].metric_value == metrics["accuracy"]
+    assert "accelerate launch --multi_gpu --num_processes 2 train/train.py --cpu" in card.text
+    assert (output_dir / "model.safetensors").is_file() and (output_dir / "confusion_matrix.png").is_file()
