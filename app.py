@@ -51,9 +51,9 @@ def resolve_model_source(cli_value: str | None = None) -> str:
 # ---------------------------------------------------------------- pure functions (no UI state)
 
 def read_upload(payload: FileData | dict | Image.Image | None) -> Image.Image:
-    """A Gradio file payload (or a PIL image, in-process) -> RGB image at most MAX_SIDE px, or gr.Error."""
+    """A Gradio file payload (or a PIL image, in-process) -> upright RGB image, or gr.Error saying why not."""
     if isinstance(payload, Image.Image):
-        return fit_within(payload.convert("RGB"), MAX_SIDE)
+        return payload.convert("RGB")
     if isinstance(payload, FileData):
         payload = payload.model_dump()
     if not isinstance(payload, dict) or not (payload.get("path") or payload.get("url")):
@@ -62,7 +62,7 @@ def read_upload(payload: FileData | dict | Image.Image | None) -> Image.Image:
     url = payload.get("url") or ""
     source = base64.b64decode(url.split(",", 1)[1]) if url.startswith("data:") else payload["path"]
     try:
-        return fit_within(load_image(source), MAX_SIDE)
+        return load_image(source)
     except ImageLoadError as error:
         raise gr.Error(f"Cannot use this file: {error}.", title="Unreadable image", print_exception=False) from None
 
@@ -108,13 +108,16 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
     """The Blocks app around one loaded recognizer (tests pass a small random model)."""
 
     def predict(image: FileData) -> dict:
-        """Faces in an image file: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}."""
+        """Faces in an image file: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}.
+
+        Boxes are in the uploaded image's pixels (the recognizer downscales large images internally).
+        """
         return recognizer.recognize(read_upload(image))
 
     def analyze(payload: dict | None) -> tuple:
         if payload is None:  # the input was cleared
             return None, None, None, None, ""
-        image = read_upload(payload)
+        image = fit_within(read_upload(payload), MAX_SIDE)  # what the browser shows: boxes in its pixels
         result = recognizer.recognize(image)
         faces = result["faces"]
         best = largest(faces)
