@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import os
 import sys
 from pathlib import Path
@@ -60,10 +61,10 @@ def read_upload(payload: FileData | dict | Image.Image | None) -> Image.Image:
         raise gr.Error("No image received: upload a file, or from gradio_client send "
                        "handle_file('photo.jpg') rather than a plain path or URL string.", print_exception=False)
     url = payload.get("url") or ""
-    source = base64.b64decode(url.split(",", 1)[1]) if url.startswith("data:") else payload["path"]
     try:
+        source = base64.b64decode(url.partition(",")[2], validate=True) if url.startswith("data:") else payload["path"]
         return load_image(source)
-    except ImageLoadError as error:
+    except (ImageLoadError, binascii.Error) as error:
         raise gr.Error(f"Cannot use this file: {error}.", title="Unreadable image", print_exception=False) from None
 
 
@@ -121,7 +122,8 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
         result = recognizer.recognize(image)
         faces = result["faces"]
         best = largest(faces)
-        probabilities = gr.Label(value=faces[best]["scores"], label=f"Face {best + 1} (largest)")
+        title = f"Face {best + 1} (largest)" if result["face_found"] else "Whole image (no face found)"
+        probabilities = gr.Label(value=faces[best]["scores"], label=title)
         return annotate(image, faces, recognizer.labels), probabilities, table_rows(faces), result, status(result)
 
     def select_face(result: dict | None, event: gr.SelectData) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -140,6 +142,13 @@ def test_ui_outputs_for_a_group_photo(recognizer: EmotionRecognizer) -> None:
 def test_no_face_status(recognizer: EmotionRecognizer) -> None:
     result = recognizer.recognize(app.read_upload({"path": str(COFFEE)}))
     assert "No face found" in app.status(result)
+
+
+def test_data_urls_are_decoded_and_bad_ones_explained() -> None:
+    data = base64.b64encode(ASTRONAUT.read_bytes()).decode()
+    assert app.read_upload({"url": f"data:image/jpeg;base64,{data}"}).size == (512, 512)
+    with pytest.raises(gr.Error, match="Cannot use this file"):
+        app.read_upload({"url": "data:image/jpeg;base64,not*base64"})
 
 
 def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
