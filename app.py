@@ -99,8 +99,10 @@ def table_rows(faces: list[dict[str, Any]]) -> list[list[Any]]:
 def status(result: dict[str, Any]) -> str:
     count = len(result["faces"])
     if not result["face_found"]:
-        return "**No face found**: the whole image was classified instead, which only makes sense for a close-up face."
-    return f"**{count} face{'s' if count > 1 else ''} found** (numbered left to right). Select a row to see its probabilities."
+        return ("**No face found**: the whole image was classified instead, "
+                "which only makes sense for a close-up face.")
+    faces = f"{count} face{'s' if count > 1 else ''}"
+    return f"**{faces} found** (numbered left to right). Select a row to see its probabilities."
 
 
 # ---------------------------------------------------------------- the UI

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout (fer_model, app), no install
 from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, FerImageProcessor
 from fer_model.faces import FaceDetector
 from fer_model.images import load_image
@@ -75,18 +75,19 @@ def measure(recognizer: EmotionRecognizer, full_res: EmotionRecognizer, path: Pa
     }
 
 
-def http_ms(recognizer: EmotionRecognizer, path: Path, runs: int) -> float:
+def http_ms(recognizer: EmotionRecognizer, paths: dict[str, Path], runs: int) -> dict[str, float]:
     """Median time of client.predict(handle_file(path)) against the app launched on localhost."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    sys.path.insert(0, str(ROOT))
-    import app
     from gradio_client import Client, handle_file
+
+    import app
 
     demo = app.build_demo(recognizer, "benchmark")
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        return median_ms(lambda: client.predict(handle_file(path), api_name="/predict"), runs)
+        return {name: median_ms(lambda p=path: client.predict(handle_file(p), api_name="/predict"), runs)
+                for name, path in paths.items()}
     finally:
         demo.close()
 
@@ -110,10 +111,9 @@ def main() -> None:
             for y in (0, photo.height):
                 grid.paste(photo, (x, y))
         grid.save(tile, quality=90)
-        rows = {"astronaut 512x512": measure(recognizer, full_res, ASTRONAUT, args.runs),
-                "2x2 tile 1024x1024": measure(recognizer, full_res, tile, args.runs)}
-        http = {} if args.no_http else {name: http_ms(recognizer, path, args.runs)
-                                        for name, path in (("astronaut 512x512", ASTRONAUT), ("2x2 tile 1024x1024", tile))}
+        paths = {"astronaut 512x512": ASTRONAUT, "2x2 tile 1024x1024": tile}
+        rows = {name: measure(recognizer, full_res, path, args.runs) for name, path in paths.items()}
+        http = {} if args.no_http else http_ms(recognizer, paths, args.runs)
 
     print(f"threads={args.threads} runs={args.runs} torch={torch.__version__} "
           f"detector: {recognizer.detector.detection_size} px copy, model: {args.model or 'random init'}")

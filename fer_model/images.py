@@ -68,7 +68,8 @@ def _open(source: ImageSource) -> Image.Image:
         raise ImageLoadError(f"the image is too large: it declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
                              "megapixels, which looks like a decompression bomb; resize it and try again") from None
     except UnidentifiedImageError:
-        raise ImageLoadError("this is not an image file that can be read (use JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
+        raise ImageLoadError("this is not an image file that can be read "
+                             "(use JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
     except PermissionError:
         raise ImageLoadError("the file cannot be read (permission denied)") from None
     except Exception as error:

@@ -69,7 +69,7 @@ class EmotionRecognizer:
             boxes = [(0, 0, gray.shape[1], gray.shape[0])]
         crops = [_crop(gray, self.detector.expand(box, gray.shape) if face_found else box) for box in boxes]
         probabilities = self.classify(crops)
-        faces = [self._face(_scale_box(box, scale, image), p) for box, p in zip(boxes, probabilities)]
+        faces = [self._face(_scale_box(box, scale, image), p) for box, p in zip(boxes, probabilities, strict=True)]
         return {"face_found": face_found, "faces": faces}
 
     def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
@@ -98,7 +98,7 @@ class EmotionRecognizer:
             "box": list(box),
             "label": self.labels[best],
             "score": round(float(probabilities[best]), 6),
-            "scores": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)},
+            "scores": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities, strict=True)},
         }
 
 

@@ -24,7 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-pytestmark = [pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+pytestmark = [pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
               pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
@@ -89,7 +89,8 @@ def test_example_runs_and_shows_boxes_labels_and_probabilities(page, url: str) -
     assert sum(label in table for label in labels) >= 1 and "497" in table  # Grace Hopper's box x
     assert '"face_found"' in page.inner_text("#json")
 
-    page.locator("#faces").get_by_text("135", exact=True).locator("visible=true").first.click()  # select face 1 (the astronaut)
+    astronaut_x = page.locator("#faces").get_by_text("135", exact=True).locator("visible=true").first
+    astronaut_x.click()  # select face 1 (the astronaut)
     page.wait_for_function("document.querySelector('#probabilities').innerText.includes('Face 1')", timeout=30_000)
 
     assert screenshot(page, "browser_photo_tab.png").stat().st_size > 50_000

@@ -33,7 +33,7 @@ def test_unreadable_files_are_reported_and_exit_2(tiny_model_dir: Path, tmp_path
     assert [json.loads(line)["file"] for line in out.splitlines()] == [str(ASTRONAUT)]  # the good one still runs
     messages = err.splitlines()
     assert len(messages) == len(files)
-    for message, (path, phrase) in zip(messages, files.values()):
+    for message, (path, phrase) in zip(messages, files.values(), strict=True):
         assert message.startswith(f"{path}: ") and phrase in message
 
 

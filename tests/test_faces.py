@@ -30,7 +30,7 @@ def test_tile_of_four_gives_four_faces_left_to_right() -> None:
     assert len(boxes) == 4
     x0, y0, x1, y1 = ASTRONAUT_FACE_REGION
     expected = [(0, 0), (0, 512), (512, 0), (512, 512)]  # sorted by x, then y
-    assert all(inside(box, (x0 + dx, y0 + dy, x1 + dx, y1 + dy)) for box, (dx, dy) in zip(boxes, expected))
+    assert all(inside(box, (x0 + dx, y0 + dy, x1 + dx, y1 + dy)) for box, (dx, dy) in zip(boxes, expected, strict=True))
 
 
 def test_gradient_has_no_face() -> None:

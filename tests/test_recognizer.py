@@ -24,8 +24,10 @@ def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
 def forward_batches(recognizer: EmotionRecognizer) -> list[int]:
     """Batch sizes of every model forward from now on (a hook records them)."""
     sizes: list[int] = []
-    recognizer.model.register_forward_hook(lambda module, args, kwargs, out: sizes.append(kwargs["pixel_values"].shape[0]),
-                                           with_kwargs=True)
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict, output: object) -> None:
+        sizes.append(kwargs["pixel_values"].shape[0])
+
+    recognizer.model.register_forward_hook(record, with_kwargs=True)
     return sizes
 
 
