@@ -57,7 +57,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, median of {args.steps} steps")
     baseline = images_per_second(False, False, args.batch_size, args.steps)
     print(f"{'fp32, NCHW (baseline)':32s} {baseline:7.1f} images/s")
-    for name, channels_last, bf16 in (("fp32, channels_last", True, False), ("bf16 autocast, channels_last", True, True)):
+    variants = (("fp32, channels_last", True, False), ("bf16 autocast, channels_last", True, True))
+    for name, channels_last, bf16 in variants:
         speed = images_per_second(channels_last, bf16, args.batch_size, args.steps)
         print(f"{name:32s} {speed:7.1f} images/s  ({speed / baseline:.1f}x)")
 

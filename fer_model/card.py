@@ -14,9 +14,10 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .modeling import PRETRAINED_TAGS
+
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
-IMAGENET_BASE_MODEL = "timm/vgg16.tv_in1k"
 TAGS = ["image-classification", "facial-expression-recognition", "emotion-recognition", "fer2013", "vgg16",
         "custom_code"]
 
@@ -54,7 +55,7 @@ def render_model_card(
         tags=TAGS,
         datasets=[dataset] if is_hub_id(dataset) else None,
         metrics=["accuracy", "f1"],
-        base_model=IMAGENET_BASE_MODEL if recipe.get("pretrained") else None,
+        base_model=f"timm/{PRETRAINED_TAGS[recipe.get('backbone', 'vgg16')]}" if recipe.get("pretrained") else None,
         eval_results=[
             EvalResult(task_type="image-classification", task_name="Facial expression recognition",
                        dataset_type=dataset_id, dataset_name="FER2013", dataset_split="test",

@@ -119,8 +119,9 @@ def _from_path(source: str, **options: Any) -> dict[str, Dataset]:
         try:
             folder = load_dataset(str(path))
         except Exception as error:  # no data files, mixed formats, ...
-            raise DataError(f"{path} is not a dataset folder ({type(error).__name__}: {error}); expected a Hub-style "
-                            "dataset folder, a save_to_disk folder, or the Kaggle image folder (train/, test/)") from error
+            raise DataError(f"{path} is not a dataset folder ({type(error).__name__}: {error}); expected a "
+                            "Hub-style dataset folder, a save_to_disk folder, or the Kaggle image folder "
+                            "(train/, test/)") from error
         return _from_datasets(folder, origin=str(path), **options)
     if source.startswith((".", "/", "~")) or path.suffix.lower() == ".csv" or source.count("/") > 1:
         raise FileNotFoundError(f"dataset source {source!r} does not exist")
@@ -269,7 +270,8 @@ def _is_image_folder(path: Path) -> bool:
 def _from_image_folder(root: Path, *, skip_bad_rows: bool) -> dict[str, Dataset]:
     """train/<label>/*.jpg and test/<label>/*.jpg (+ optional validation/ or val/) -> checked splits."""
     if not (root / "test").is_dir():
-        raise DataError(f"image folder {root} has no test/ folder (expected train/<label>/*.jpg and test/<label>/*.jpg)")
+        raise DataError(f"image folder {root} has no test/ folder "
+                        "(expected train/<label>/*.jpg and test/<label>/*.jpg)")
     files = {split: _list_images(root / split) for split in ("train", "test")}
     val_dir = next((root / d for d in ("validation", "val") if (root / d).is_dir()), None)
     if val_dir is not None:
@@ -359,7 +361,7 @@ def _check_rows(
 
     checked = dataset.map(check, batched=True, with_indices=True, remove_columns=dataset.column_names,
                           features=_CHECKED_FEATURES, desc=f"checking {split}")
-    errors = [(w, e) for w, e in zip(checked["_where"], checked["_error"]) if e is not None]
+    errors = [(w, e) for w, e in zip(checked["_where"], checked["_error"], strict=True) if e is not None]
     if errors:
         shown = "; ".join(f"{w}: {e}" for w, e in errors[:MAX_ERRORS_SHOWN])
         if not skip_bad_rows:

@@ -50,8 +50,8 @@ def test_every_source_kind_gives_the_same_schema_and_pixels(sources: dict[str, o
         tensors, label_tensor = split_to_tensors(data[split])
         assert tensors.shape == (SIZES[split], 1, 48, 48) and tensors.dtype == torch.uint8
         # image-folder rows come in file order (sorted by label folder); compare as sorted sets of rows
-        got = sorted(zip(label_tensor.tolist(), tensors[:, 0].reshape(len(labels), -1).tolist()))
-        want = sorted(zip(labels, images.reshape(len(labels), -1).tolist()))
+        got = sorted(zip(label_tensor.tolist(), tensors[:, 0].reshape(len(labels), -1).tolist(), strict=True))
+        want = sorted(zip(labels, images.reshape(len(labels), -1).tolist(), strict=True))
         assert got == want, f"{kind}: {split} pixels or labels differ from the source"
         image = data[split][0]["image"]
         assert image.mode == "L" and image.size == (48, 48)

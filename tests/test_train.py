@@ -22,6 +22,7 @@ from PIL import Image as PILImage
 from safetensors.torch import load_file
 
 from fer_model import FER2013_LABELS, FerForImageClassification, FerImageProcessor
+from fer_model.card import render_model_card
 from fer_model.evaluation import classification_report
 from tests.conftest import REPO
 from tests.tiny_fer import SIZES, write_hub_folder
@@ -137,6 +138,10 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(dataset_dir: str, 
     stopped = in_process([*common, "--output_dir", str(tmp_path / "resumed"), "--stop_after_epoch", "1"])
     assert stopped["stopped_after_epoch"] == 1 and not (tmp_path / "resumed" / "metrics.json").exists()
     AcceleratorState._reset_state(True)
+    with pytest.raises(ValueError, match=r"recipe differs from the checkpoint's in \['lr'\]"):
+        in_process([*common, "--lr", "5e-4", "--output_dir", str(tmp_path / "resumed"),
+                    "--resume_from_checkpoint", "latest"])
+    AcceleratorState._reset_state(True)
     resumed = in_process([*common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"])
     assert resumed["training"]["epochs_completed"] == straight["training"]["epochs_completed"] == 2
     for key in ("accuracy", "macro_f1", "confusion_matrix"):
@@ -191,6 +196,23 @@ def test_default_imagenet_init_offline_says_how_to_train_without_it(dataset_dir:
         in_process(["--cpu", "--dataset", dataset_dir, "--epochs", "1", "--output_dir", str(tmp_path / "o")])
 
 
+def test_card_of_an_imagenet_fine_tune_names_the_base_model_and_hub_dataset() -> None:
+    confusion = [[5, 1], [2, 4]]
+    metrics = {**classification_report(confusion, ["happy", "sad"]), "tta": {},
+               "validation": {"best_accuracy": 0.7, "best_epoch": 3, "history": []},
+               "training": {"epochs_completed": 20, "num_processes": 8, "device": "cuda", "mixed_precision": "bf16",
+                            "train_samples": 28709, "validation_samples": 3589, "test_samples": 3589,
+                            "images_per_second": 9000.0, "train_time_s": 300.0}}
+    card = render_model_card(metrics, model_name="you/fer-vgg16", dataset="fer-vgg16/fer2013",
+                             command="python train/train.py --config train/configs/seed.yaml",
+                             recipe={**vars(Recipe())}, preset="train/configs/seed.yaml")
+    assert card.data.base_model == "timm/vgg16.tv_in1k" and card.data.datasets == ["fer-vgg16/fer2013"]
+    assert card.data.eval_results[0].dataset_type == "fer-vgg16/fer2013"
+    assert card.data.eval_results[0].metric_value == metrics["accuracy"] == 9 / 12
+    assert "ImageNet (`timm/vgg16.tv_in1k`), layers before `block4_conv1` frozen" in card.text
+    assert "8 process(es)" in card.text and "preset `train/configs/seed.yaml`" in card.text
+
+
 # --- recipe and sharding (no training) ---------------------------------------------------------------
 
 
@@ -202,7 +224,8 @@ def test_presets_hold_the_seed_and_release_recipes() -> None:
     best, _ = parse_args(["--config", "train/configs/best.yaml"])
     assert (best.pretrained, best.freeze_until, best.optimizer, best.nesterov, best.momentum) == (
         False, None, "sgd", True, 0.9)
-    assert (best.lr, best.scheduler, best.weight_decay, best.batch_size, best.epochs) == (0.01, "onecycle", 5e-4, 128, 60)
+    assert (best.lr, best.scheduler, best.weight_decay, best.batch_size, best.epochs) == (
+        0.01, "onecycle", 5e-4, 128, 60)
     assert (best.augment, best.rotation, best.scale, best.translate, best.hflip, best.erasing_size) == (
         True, 10.0, 0.1, 0.1, True, 16)
     assert (best.mixed_precision, best.channels_last) == ("bf16", True)
@@ -246,8 +269,8 @@ def test_epoch_shards_are_disjoint_equal_and_seeded(num_samples: int, batch_size
     assert len(seen) >= processes * (num_samples // processes) - processes  # only a 1-sample tail dropped
     again = epoch_batches(num_samples, batch_size, seed=1, epoch=3, process_index=0, num_processes=processes)
     other = epoch_batches(num_samples, batch_size, seed=1, epoch=4, process_index=0, num_processes=processes)
-    assert all(torch.equal(a, b) for a, b in zip(again, shards[0]))
-    assert not all(torch.equal(a, b) for a, b in zip(other, shards[0]))
+    assert all(torch.equal(a, b) for a, b in zip(again, shards[0], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(other, shards[0], strict=True))
 
 
 def test_classification_report_matches_hand_computed_figures() -> None:

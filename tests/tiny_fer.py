@@ -24,7 +24,7 @@ def faces(count: int, seed: int = 0, offset: int = 0) -> tuple[np.ndarray, list[
     rng = np.random.default_rng(seed)
     labels = [(offset + i) % len(FER2013_LABELS) for i in range(count)]
     images = rng.integers(0, 90, size=(count, 48, 48), dtype=np.uint8)
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         image[6 * label : 6 * label + 6] = 230
     return images, labels
 
@@ -57,7 +57,7 @@ def write_kaggle_csv(path: Path, sizes: dict[str, int] = SIZES, extra_rows: list
         writer = csv.writer(file)
         writer.writerow(["emotion", "pixels", "Usage"])
         for split, (images, labels) in split_arrays(sizes).items():
-            for image, label in zip(images, labels):
+            for image, label in zip(images, labels, strict=True):
                 code = KAGGLE_EMOTION_CODES.index(FER2013_LABELS[label])
                 writer.writerow([code, " ".join(map(str, image.ravel())), usage[split]])
         for row in extra_rows or []:
@@ -71,7 +71,7 @@ def write_image_folder(root: Path, sizes: dict[str, int] = SIZES, prefixes: bool
     for split, (images, labels) in arrays.items():
         folder = "train" if split == "train" else "test"
         prefix = {"train": "Training_", "validation": "PublicTest_", "test": "PrivateTest_"}[split] if prefixes else ""
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             path = root / folder / FER2013_LABELS[label].capitalize() / f"{prefix}{split}{i:04d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             PILImage.fromarray(image).save(path)

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout (python train/train.py), no install needed
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
@@ -72,11 +73,13 @@ class Recipe:
     """
 
     # model
-    backbone: str = field(default="vgg16", metadata={"help": "timm VGG variant", "choices": sorted(SUPPORTED_BACKBONES)})
+    backbone: str = field(default="vgg16", metadata={"help": "timm VGG variant",
+                                                      "choices": sorted(SUPPORTED_BACKBONES)})
     image_size: int = field(default=48, metadata={"help": "input side; faces are resized on the device"})
     hidden_size: int = field(default=32, metadata={"help": "width of the head's hidden layer"})
     head_dropout: float = field(default=0.0, metadata={"help": "dropout before the last linear layer"})
-    pretrained: bool = field(default=True, metadata={"help": "ImageNet init (timm vgg16.tv_in1k); --no-pretrained: from scratch"})
+    pretrained: bool = field(default=True, metadata={
+        "help": "ImageNet init (timm vgg16.tv_in1k); --no-pretrained: from scratch"})
     freeze_until: str | None = field(default="block4_conv1", metadata={
         "help": "freeze conv layers before this Keras layer name when fine-tuning from ImageNet (none: train all)"})
     # optimisation
@@ -141,7 +144,8 @@ class Recipe:
 class RunOptions:
     """Where the data comes from and where the run goes: command-line only, never in a preset."""
 
-    config: str | None = field(default=None, metadata={"help": "preset YAML (train/configs/NAME.yaml); flags override it"})
+    config: str | None = field(default=None, metadata={
+        "help": "preset YAML (train/configs/NAME.yaml); flags override it"})
     dataset: str = field(default=DEFAULT_DATASET, metadata={
         "help": "Hub id, Hub-style folder, fer2013.csv or Kaggle image folder (see fer_model.data)"})
     image_column: str | None = field(default=None, metadata={"help": "image column, if not detected"})
@@ -173,10 +177,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[Recipe, RunOptions]:
     config_path = preset_parser.parse_known_args(argv)[0].config
     parser = HfArgumentParser((Recipe, RunOptions), description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    for spec in fields(Recipe):  # HfArgumentParser adds --no-X only for True defaults; a preset may flip them
-        if spec.type in (bool, "bool") and spec.default is False:
-            parser.add_argument(f"--no_{spec.name}", f"--no-{spec.name.replace('_', '-')}", action="store_false",
-                                dest=spec.name, help=f"turn {spec.name} off")
+    # HfArgumentParser adds --no_X (and, depending on the transformers version, --no-X) for True defaults
+    # only; a preset may turn any switch on, so every boolean gets both spellings.
+    for spec in fields(Recipe):
+        if spec.type in (bool, "bool"):
+            for option in (f"--no_{spec.name}", f"--no-{spec.name.replace('_', '-')}"):
+                with contextlib.suppress(argparse.ArgumentError):  # already defined by HfArgumentParser
+                    parser.add_argument(option, action="store_false", dest=spec.name, help=f"turn {spec.name} off")
     if config_path:
         parser.set_defaults(**load_preset(config_path))
     recipe, options = parser.parse_args_into_dataclasses(args=argv)
@@ -186,7 +193,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Recipe, RunOptions]:
 def load_preset(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"preset {path} not found (presets: {sorted(p.name for p in (REPO_ROOT / 'train/configs').glob('*.yaml'))})")
+        presets = sorted(p.name for p in (REPO_ROOT / "train" / "configs").glob("*.yaml"))
+        raise FileNotFoundError(f"preset {path} not found (presets in train/configs: {presets})")
     values = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in fields(Recipe)}
     if not isinstance(values, dict) or set(values) - known:
@@ -440,15 +448,21 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, val_loader, test_loader, scheduler)
     accelerator.print(
-        f"num_processes={accelerator.num_processes} device={accelerator.device} mixed_precision={recipe.mixed_precision} "
+        f"num_processes={accelerator.num_processes} device={accelerator.device} "
+        f"mixed_precision={recipe.mixed_precision} "
         f"train={len(train_labels)} validation={len(val_labels)} test={len(test_labels)} "
         f"batch_size={recipe.batch_size}x{accelerator.num_processes} steps_per_epoch={steps}")
 
-    state: dict[str, Any] = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "history": []}
+    state: dict[str, Any] = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "history": [],
+                             "recipe": asdict(recipe)}
     if options.resume_from_checkpoint:
         checkpoint = find_checkpoint(options.resume_from_checkpoint, output_dir)
-        accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
+        changed = sorted(k for k, v in state["recipe"].items() if asdict(recipe).get(k) != v)
+        if changed:
+            raise ValueError(f"--resume_from_checkpoint {checkpoint}: the recipe differs from the checkpoint's in "
+                             f"{changed}; resume with the same preset and flags")
+        accelerator.load_state(str(checkpoint))
         accelerator.print(f"resumed from {checkpoint} (epoch {state['epoch']}, best val {state['best_accuracy']:.4f})")
     if options.report_to != "none":
         accelerator.init_trackers(PROJECT_NAME, config=tracker_config(recipe, options))
