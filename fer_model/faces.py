@@ -54,7 +54,9 @@ class FaceDetector:
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise ValueError(f"detect expects a uint8 HxW grey image; got {gray.dtype} {gray.shape}")
         scale = min(1.0, self.detection_size / max(gray.shape))
-        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        # an explicit size of at least 1 px: fx/fy would round a 1x1500 strip's width to 0 and cv2.resize fails
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        small = gray if scale == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         side = max(1, round(self.min_face_size * scale))
         found = _classifier(self.cascade).detectMultiScale(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))
