@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from timm.models.vgg import cfgs as TIMM_VGG_CFGS
 from transformers import PreTrainedModel
@@ -102,10 +103,33 @@ class FerPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        """Load safetensors weights only: pickle files (.bin/.pt) can run code and are refused."""
+        """Load safetensors weights only (pickle files can run code and are refused), strictly.
+
+        Strict: a weight missing from the checkpoint or an unexpected one is a ValueError (transformers
+        would only log it and leave random weights in the model), and so is a shape that differs from
+        the config's unless the caller passes ignore_mismatched_sizes=True.
+        """
         refuse_pickle_only_folder(pretrained_model_name_or_path)
         kwargs["use_safetensors"] = True
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
+        except SafetensorError as error:  # a truncated or overwritten model.safetensors
+            raise OSError(f"The weights file in {str(pretrained_model_name_or_path)!r} is truncated or corrupt "
+                          f"({error}); save or download the model again.") from error
+        except RuntimeError as error:  # transformers raises this (and logs a load report) on a size mismatch
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            raise ValueError(f"The weights in {str(pretrained_model_name_or_path)!r} have a size mismatch with the "
+                             "model its config.json describes (the load report above names the tensors); was the "
+                             "checkpoint saved with a different config?") from error
+        problems = {kind: sorted(map(str, info[kind])) for kind in ("missing_keys", "unexpected_keys") if info[kind]}
+        if problems:
+            raise ValueError(f"The weights in {str(pretrained_model_name_or_path)!r} do not match the model its "
+                             f"config.json describes ({'; '.join(f'{k}: {v}' for k, v in problems.items())}); "
+                             "was the checkpoint saved by a different version or config?")
+        return (model, info) if wants_info else model
 
 
 class FerForImageClassification(FerPreTrainedModel):
