@@ -1,6 +1,6 @@
 """FER-VGG16 Space: every face in a photo or a webcam stream, boxed and labelled with its emotion.
 
-    python app.py [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop]
+    python app.py [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop] [--onnx MODEL.onnx]
 
 The model is loaded once at start-up from --model, else FER_MODEL, else ../shared/models/fer-vgg16
 when that folder exists, else the project's Hub model (fer_model.DEFAULT_MODEL_ID). All the work is
@@ -182,10 +182,13 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE)
 
 
-def load_recognizer(source: str, tta: str = "none") -> EmotionRecognizer:
-    """The recognizer, or exit with a message saying how to point the app at a model."""
+def load_recognizer(source: str, tta: str = "none", onnx: str | None = None) -> EmotionRecognizer:
+    """The recognizer, or exit with a message saying how to point the app at a model.
+
+    `onnx` (or FER_ONNX): an exported file, e.g. the int8 one, run with onnxruntime (fastest on a CPU Space).
+    """
     try:
-        return EmotionRecognizer.from_pretrained(source, tta=tta)
+        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx or os.environ.get("FER_ONNX") or None)
     except (OSError, ValueError) as error:
         sys.exit(f"app.py: cannot start without a model.\n{error}\n"
                  f"Example: FER_MODEL=path/to/fer-vgg16 python app.py   (or: python app.py --model path/to/folder)")
@@ -205,9 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    parser.add_argument("--onnx", default=None, help="run this exported ONNX file (python -m fer_model export-onnx) "
+                        "with onnxruntime instead of PyTorch (default: FER_ONNX)")
     args = parser.parse_args(argv)
     source = resolve_model_source(args.model)
-    demo = build_demo(load_recognizer(source, args.tta), source)
+    demo = build_demo(load_recognizer(source, args.tta, args.onnx), source)
     demo.launch(max_file_size=MAX_FILE_SIZE)
 
 

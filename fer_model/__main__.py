@@ -1,4 +1,4 @@
-"""Command line: `python -m fer_model predict IMG... [--model X]` and `python -m fer_model evaluate ...`."""
+"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F]`, `evaluate ...`, `export-onnx ...`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    predict.add_argument("--onnx", default=None, help="run this exported ONNX file with onnxruntime")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1 and per-class figures as JSON")
     evaluate.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
@@ -26,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     evaluate.add_argument("--batch_size", type=int, default=256)
     evaluate.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
+    evaluate.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (onnxruntime, CPU)")
+
+    export = commands.add_parser("export-onnx", help="export to ONNX (fp32, or int8 calibrated on real faces)")
+    export.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--int8", action="store_true", help="static int8 quantization (needs --calibration)")
+    export.add_argument("--calibration", default=None, help="FER2013 source whose train split calibrates int8")
+    export.add_argument("--calibration_samples", type=int, default=512)
     return parser
 
 
@@ -41,7 +50,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
-        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta)
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta, onnx=args.onnx)
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -64,14 +73,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
     split = load_fer2013(args.dataset)[args.split]
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
-    metrics = evaluate_folder(args.model, split, tta=args.tta, batch_size=args.batch_size)
+    metrics = evaluate_folder(args.model, split, tta=args.tta, batch_size=args.batch_size, onnx=args.onnx)
     print(json.dumps(metrics, indent=2))
     return 0
 
 
+def run_export_onnx(args: argparse.Namespace) -> int:
+    """Write the ONNX file; int8 is calibrated on `calibration_samples` random training faces."""
+    from .loading import load_model
+    from .onnx_runtime import export_onnx
+
+    if args.int8 and not args.calibration:
+        print("error: --int8 needs --calibration DATASET (real faces to calibrate the int8 ranges)", file=sys.stderr)
+        return 2
+    model, _ = load_model(args.model)
+    calibration = calibration_batch(args.calibration, model.config, args.calibration_samples) if args.int8 else None
+    path = export_onnx(model, args.out, calibration=calibration)
+    print(json.dumps({"model": args.model, "onnx": str(path), "int8": bool(args.int8)}))
+    return 0
+
+
+def calibration_batch(source: str, config: object, samples: int) -> object:
+    """pixel_values of `samples` training faces (seeded sample: splits may be sorted by label)."""
+    from .data import load_fer2013, split_to_tensors
+    from .evaluation import gray_to_pixel_values
+
+    train = load_fer2013(source)["train"]
+    images, _ = split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))
+    return gray_to_pixel_values(images, config).numpy()
+
+
+COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_predict(args) if args.command == "predict" else run_evaluate(args)
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

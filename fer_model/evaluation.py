@@ -122,20 +122,33 @@ def evaluate_folder(
     tta: str = "none",
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    onnx: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a saved model (Hub id or folder) on one split from `fer_model.data.load_fer2013`."""
+    """Metrics of a saved model (Hub id or folder) on one split from `fer_model.data.load_fer2013`.
+
+    With `onnx`, the logits come from that exported file (e.g. the int8 one) run by onnxruntime on the
+    CPU; the folder still supplies the config (labels, image size, normalisation).
+    """
     from .data import split_to_tensors
     from .loading import load_model
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cpu" if onnx else device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _ = load_model(model_source, device=device)
+    forward = _onnx_forward(onnx) if onnx else (lambda x: model(pixel_values=x).logits)
     label_names = split.features["label"].names
     columns = label_order(model.config.id2label, label_names).to(device)
     images, labels = split_to_tensors(split)
     predictions = []
     for start in range(0, len(labels), batch_size):
         batch = images[start : start + batch_size].to(device)
-        logits = predict_logits(lambda x: model(pixel_values=x).logits, batch, model.config, tta)
+        logits = predict_logits(forward, batch, model.config, tta)
         predictions.append(logits[:, columns].argmax(-1).cpu())
     confusion = confusion_matrix(labels, torch.cat(predictions), len(label_names))
-    return {"model": str(model_source), "tta": tta, **classification_report(confusion, label_names)}
+    runtime = {"onnx": str(onnx)} if onnx else {}
+    return {"model": str(model_source), **runtime, "tta": tta, **classification_report(confusion, label_names)}
+
+
+def _onnx_forward(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
+    from .onnx_runtime import OnnxClassifier
+
+    return OnnxClassifier(path)

@@ -10,6 +10,7 @@ Boxes are reported in the coordinates of the image passed in; faces are sorted l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class EmotionRecognizer:
         detector: FaceDetector | None = None,
         tta: str = "none",
         max_side: int = MAX_SIDE,
+        runtime: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise ValueError(f"tta={tta!r} is not one of {TTA_MODES}")
@@ -44,16 +46,31 @@ class EmotionRecognizer:
         self.detector = detector or FaceDetector()
         self.tta = tta
         self.max_side = max_side
+        # pixel_values -> logits: the PyTorch model, or an OnnxClassifier (int8) for fast CPU serving
+        self.runtime = runtime or (lambda x: self.model(pixel_values=x.to(self.model.device, self.model.dtype)).logits)
 
     @classmethod
     def from_pretrained(
-        cls, source: str | os.PathLike = DEFAULT_MODEL_ID, tta: str = "none", device: str = "cpu", **kwargs: Any
+        cls,
+        source: str | os.PathLike = DEFAULT_MODEL_ID,
+        tta: str = "none",
+        device: str = "cpu",
+        onnx: str | os.PathLike | None = None,
+        **kwargs: Any,
     ) -> "EmotionRecognizer":
-        """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable)."""
+        """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable).
+
+        `onnx`: an exported model file (`python -m fer_model export-onnx`) to run with onnxruntime instead
+        of PyTorch; the folder still supplies the config and the processor.
+        """
         if _looks_like_path(str(source)) and not Path(source).expanduser().exists():
             raise OSError(f"There is no model folder at {str(source)!r}. Point --model (or the FER_MODEL environment "
                           "variable) at a folder written by train/train.py or save_pretrained(), or at a Hub repo id.")
         model, processor = load_model(source, device=device)
+        if onnx:
+            from .onnx_runtime import OnnxClassifier
+
+            kwargs["runtime"] = OnnxClassifier(onnx)
         return cls(model, processor, tta=tta, **kwargs)
 
     @property
@@ -87,9 +104,8 @@ class EmotionRecognizer:
     @torch.inference_mode()
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """Probabilities (N, num_labels) for N grey crops, in one forward pass (TTA views included)."""
-        pixel_values = self.processor(crops, return_tensors="pt")["pixel_values"].to(self.model.device)
-        pixel_values = pixel_values.to(self.model.dtype)
-        logits = logits_with_tta(lambda x: self.model(pixel_values=x).logits, pixel_values, self.tta)
+        pixel_values = self.processor(crops, return_tensors="pt")["pixel_values"]
+        logits = logits_with_tta(self.runtime, pixel_values, self.tta)
         return logits.float().softmax(-1).cpu().numpy()
 
     def _face(self, box: Box, probabilities: np.ndarray) -> dict[str, Any]:
