@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from typing import BinaryIO
 
@@ -21,6 +22,9 @@ from .image_processing import scale_to_unit
 
 MAX_PIXELS = 50_000_000  # refused before decoding: a 50 MP RGB image already needs 150 MB of memory
 MAX_SIDE = 1280  # the app (and the recognizer's working copy) downscales larger images to this side
+# The only decoders tried: what phones, browsers and scanners produce (JPEG includes MPO, PNG includes APNG).
+# PIL's other plugins (EPS via Ghostscript, PSD, ICO, FITS...) are attack surface that no photo needs.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 ImageSource = str | os.PathLike | bytes | BinaryIO
 
@@ -32,9 +36,10 @@ class ImageLoadError(ValueError):
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """A file path, bytes or binary file -> an upright RGB image (first frame of animations).
 
-    Raises ImageLoadError for empty, missing, non-image, truncated, corrupt or oversized input.
+    Raises ImageLoadError for empty, missing, non-image, truncated, corrupt or oversized input. The size
+    check reads the header only: a file declaring more than max_pixels is refused before any decoding.
     """
-    with _open(source) as image:
+    with _open(source, max_pixels) as image:
         width, height = image.size
         if width * height > max_pixels:
             raise ImageLoadError(f"the image is too large: {width}x{height} pixels "
@@ -48,25 +53,29 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
                                  f"({_short(error)})") from None
 
 
-def _open(source: ImageSource) -> Image.Image:
+def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """PIL.Image.open (header only) with every failure turned into an ImageLoadError."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
+    if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
+        raise ImageLoadError(f"no image data received (expected a file, got {type(source).__name__})")
     try:
         if _is_empty(source):
             raise ImageLoadError("the file is empty (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
-            return Image.open(source)
+            return Image.open(source, formats=FORMATS)
     except ImageLoadError:
         raise
     except FileNotFoundError:
         raise ImageLoadError("file not found") from None
     except IsADirectoryError:
         raise ImageLoadError("this is a folder, not an image file") from None
-    except Image.DecompressionBombError:
-        raise ImageLoadError(f"the image is too large: it declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
-                             "megapixels, which looks like a decompression bomb; resize it and try again") from None
+    except Image.DecompressionBombError as error:  # raised by Image.open from the header, before decoding
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(declared[1]) / 1e6:,.0f}" if declared else f"more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f}"
+        raise ImageLoadError(f"the image is too large: it declares {size} megapixels (the limit is "
+                             f"{max_pixels / 1e6:.0f} megapixels), which looks like a decompression bomb") from None
     except UnidentifiedImageError:
         raise ImageLoadError("this is not an image file that can be read "
                              "(use JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
@@ -115,8 +124,8 @@ def fit_within(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
 
 
 def _short(error: Exception) -> str:
-    """An exception as a short user-facing phrase, without any file-system path."""
+    """An exception as a short user-facing phrase, without any file-system path (or markup: UIs render HTML)."""
     message = str(error).split("\n")[0]
-    if os.sep in message or not message:
+    if os.sep in message or not message or any(c in message for c in "<>&"):
         return type(error).__name__
     return message[:160]
