@@ -241,7 +241,12 @@ def test_flags_override_the_preset() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("lr: 0.1\nlearning_rate: 3\n", r"unknown option\(s\) \['learning_rate'\]"),
     ("optimizer: rmsprop\n", "optimizer='rmsprop' is not one of"),
-    ("ema_decay: 0.999\n", "not implemented"),
+    ("ema_decay: 1.5\n", r"ema_decay=1.5"),
+    ("restart_cycles: 3\n", "restart_cycles goes with scheduler=cosine_restarts"),
+    ("scheduler: cosine_restarts\n", "restart_cycles goes with scheduler=cosine_restarts"),
+    ("class_weights_beta: 0.99\n", "only applies to class_weights=effective"),
+    ("swa_lr: 0.01\n", "swa_lr needs 1 <= swa_epochs < epochs"),
+    ("compile_mode: max-autotune\n", "needs torch_compile"),
     ("scheduler: onecycle\nwarmup_ratio: 0.0\n", "warmup_ratio > 0"),
     ("batch_size: 1\n", "batch_size=1"),
 ])

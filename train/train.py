@@ -7,10 +7,16 @@
 
 The recipe (hyper-parameters) comes from a preset YAML (`--config`) and any flag overrides it. The run:
 data (decoded once to uint8 tensors, kept on the device) -> model -> epochs (batched on-device
-augmentation, each process on its own shard; validation through gather_for_metrics; the best-validation
-model saved with save_pretrained into --output_dir; accelerate state under checkpoints/ for resuming)
--> test of the best model (metrics.json, confusion_matrix.png) -> model card (README.md) -> optional push.
-`--batch_size` is per process, as in accelerate's examples: N processes train on N x batch_size per step.
+augmentation, each process on its own shard; optional EMA of the weights; validation through
+gather_for_metrics; the best-validation model saved with save_pretrained into --output_dir; accelerate
+state under checkpoints/ for resuming, written atomically and verified before a resume) -> optional SWA
+of the last epochs -> test of the best model (metrics.json, confusion_matrix.png) -> model card
+(README.md) -> optional push. `--batch_size` is per process, as in accelerate's examples: N processes
+train on N x batch_size per step.
+
+The input path never waits for the host: the training images live on the device as uint8, one
+permutation per epoch is copied there once, augmentation runs on large chunks of images at a time and
+batches are views into them, and the loss is summed on the device (read once per epoch).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import contextlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shlex  # noqa: E402
-import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import asdict, dataclass, field, fields, replace  # noqa: E402
+from functools import partial  # noqa: E402
 from typing import Any, Literal  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,13 +44,15 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import set_seed  # noqa: E402
+from accelerate.utils import TorchDynamoPlugin, set_seed  # noqa: E402
+from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn, update_bn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers import (  # noqa: E402
     HfArgumentParser,
     get_constant_schedule_with_warmup,
     get_cosine_schedule_with_warmup,
+    get_cosine_with_hard_restarts_schedule_with_warmup,
 )
 
 from fer_model import FerConfig, FerForImageClassification, FerImageProcessor  # noqa: E402
@@ -58,10 +68,25 @@ from fer_model.evaluation import (  # noqa: E402
 )
 from fer_model.tta import TTA_MODES  # noqa: E402
 from train.augment import BatchAugment, mix_batch  # noqa: E402
+from train.checkpoints import (  # noqa: E402
+    CheckpointError,
+    find_checkpoint,
+    replace_files,
+    restore_best_model,
+    save_checkpoint,
+    verify_checkpoint,
+)
 
 PROJECT_NAME = "fer-vgg16"
 PUSH_IGNORE_PATTERNS = ["checkpoints/*", "logs/*"]
-STATE_FILE = "trainer_state.json"
+SCHEDULERS = ("none", "onecycle", "cosine", "cosine_restarts")
+CLASS_WEIGHTS = ("none", "inverse", "effective")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+DEFAULT_CLASS_WEIGHTS_BETA = 0.999
+# Images augmented per batched call. One call covers many steps (64 at batch 128), so the ~40 small
+# augmentation kernels are launched once per chunk rather than once per step; 8192 faces at 96 px are
+# under 1 GB of float32 pixel_values.
+AUGMENT_CHUNK_IMAGES = 8192
 
 
 @dataclass
@@ -88,11 +113,18 @@ class Recipe:
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     nesterov: bool = field(default=True, metadata={"help": "Nesterov momentum for SGD"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 (adam, sgd) or decoupled (adamw) weight decay"})
-    scheduler: Literal["none", "onecycle", "cosine"] = field(default="none", metadata={
-        "help": "learning-rate schedule, stepped every optimizer step"})
+    scheduler: Literal["none", "onecycle", "cosine", "cosine_restarts"] = field(default="none", metadata={
+        "help": "learning-rate schedule, stepped every optimizer step; cosine_restarts: warm restarts"})
     warmup_ratio: float | None = field(default=None, metadata={
         "help": "fraction of steps warming up (default: onecycle 0.3, others 0)"})
+    restart_cycles: int | None = field(default=None, metadata={
+        "help": "cosine_restarts only: number of cosine cycles (cycles - 1 warm restarts)"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
+    class_weights: Literal["none", "inverse", "effective"] = field(default="none", metadata={
+        "help": "class-balanced loss from the training label counts: inverse frequency, or the effective "
+                "number of samples (Cui et al. 2019)"})
+    class_weights_beta: float | None = field(default=None, metadata={
+        "help": f"class_weights=effective only: beta (default {DEFAULT_CLASS_WEIGHTS_BETA})"})
     batch_size: int = field(default=512, metadata={"help": "per process"})
     epochs: int = field(default=20, metadata={"help": "training epochs"})
     seed: int = field(default=42, metadata={"help": "seeds init, shuffling, augmentation, dropout"})
@@ -106,10 +138,20 @@ class Recipe:
     erasing_size: int = field(default=16, metadata={"help": "side of the erased square, pixels (of 48)"})
     mixup_alpha: float = field(default=0.0, metadata={"help": "MixUp Beta(alpha, alpha); 0 = off"})
     cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha); 0 = off"})
-    ema_decay: float | None = field(default=None, metadata={"help": "weight EMA (not implemented yet: must be unset)"})
+    # weight averaging
+    ema_decay: float | None = field(default=None, metadata={
+        "help": "exponential moving average of the weights (and BatchNorm statistics), updated every step; "
+                "the EMA model is validated, kept and published"})
+    swa_epochs: int = field(default=0, metadata={
+        "help": "SWA: average the weights at the end of the last N epochs, then recompute BatchNorm statistics; "
+                "kept if it validates better"})
+    swa_lr: float | None = field(default=None, metadata={
+        "help": "SWA only: the schedule ends swa_epochs early and the last epochs anneal to this constant lr"})
     # runtime
     mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata={"help": "autocast precision"})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model (inductor)"})
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = field(
+        default="default", metadata={"help": "torch.compile mode (torch_compile only)"})
     channels_last: bool = field(default=False, metadata={"help": "NHWC memory format (faster convs on GPUs)"})
     tta: str = field(default="none", metadata={"help": "extra test evaluation with test-time augmentation",
                                                "choices": list(TTA_MODES)})
@@ -118,10 +160,13 @@ class Recipe:
         if isinstance(self.freeze_until, str) and self.freeze_until.lower() in ("none", "null", ""):
             self.freeze_until = None
         for name, choices in (("backbone", SUPPORTED_BACKBONES), ("optimizer", ("adam", "adamw", "sgd")),
-                              ("scheduler", ("none", "onecycle", "cosine")),
-                              ("mixed_precision", ("no", "fp16", "bf16")), ("tta", TTA_MODES)):
+                              ("scheduler", SCHEDULERS), ("class_weights", CLASS_WEIGHTS),
+                              ("mixed_precision", ("no", "fp16", "bf16")), ("tta", TTA_MODES),
+                              ("compile_mode", COMPILE_MODES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {list(choices)}")
+        if self.class_weights == "effective" and self.class_weights_beta is None:
+            self.class_weights_beta = DEFAULT_CLASS_WEIGHTS_BETA
         checks = {
             "lr": self.lr > 0, "batch_size": self.batch_size >= 2, "epochs": self.epochs >= 1,
             "label_smoothing": 0 <= self.label_smoothing < 1, "momentum": 0 <= self.momentum < 1,
@@ -130,14 +175,28 @@ class Recipe:
             "erasing_size": self.erasing_size >= 0, "mixup_alpha": self.mixup_alpha >= 0,
             "cutmix_alpha": self.cutmix_alpha >= 0, "head_dropout": 0 <= self.head_dropout < 1,
             "warmup_ratio": self.warmup_ratio is None or 0 <= self.warmup_ratio < 1,
+            "restart_cycles": self.restart_cycles is None or self.restart_cycles >= 1,
+            "class_weights_beta": self.class_weights_beta is None or 0 < self.class_weights_beta < 1,
+            "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
+            "swa_epochs": 0 <= self.swa_epochs <= self.epochs,
+            "swa_lr": self.swa_lr is None or self.swa_lr > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid recipe value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+        # Options that only mean something together with another: refuse rather than silently ignore.
         if self.scheduler == "onecycle" and self.warmup_ratio == 0:
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
-        if self.ema_decay is not None:
-            raise ValueError("ema_decay: weight EMA is not implemented yet; remove it from the preset/command line")
+        if (self.scheduler == "cosine_restarts") != (self.restart_cycles is not None):
+            raise ValueError("restart_cycles goes with scheduler=cosine_restarts (and that scheduler needs it): "
+                             f"got scheduler={self.scheduler!r}, restart_cycles={self.restart_cycles!r}")
+        if self.class_weights_beta is not None and self.class_weights != "effective":
+            raise ValueError(f"class_weights_beta only applies to class_weights=effective, not {self.class_weights!r}")
+        if self.swa_lr is not None and not 1 <= self.swa_epochs < self.epochs:
+            raise ValueError(f"swa_lr needs 1 <= swa_epochs < epochs (the schedule runs first); got swa_epochs="
+                             f"{self.swa_epochs}, epochs={self.epochs}")
+        if self.compile_mode != "default" and not self.torch_compile:
+            raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")
 
 
 @dataclass
@@ -163,6 +222,8 @@ class RunOptions:
     stop_after_epoch: int | None = field(default=None, metadata={
         "help": "stop once this epoch is done (its checkpoint kept), as an interrupted run would"})
     checkpoints_total_limit: int = field(default=1, metadata={"help": "resume checkpoints kept (newest)"})
+    checkpoint_every: int = field(default=1, metadata={
+        "help": "write a resume checkpoint every N epochs (and always after the last one)"})
     report_to: Literal["none", "tensorboard"] = field(default="none", metadata={
         "help": "experiment tracker (logs under OUTPUT_DIR/logs)"})
     push_to_hub: bool = field(default=False, metadata={"help": "upload the model folder to the Hub at the end"})
@@ -252,13 +313,50 @@ def backbone_init(recipe: Recipe, options: RunOptions) -> bool | str:
     return recipe.pretrained
 
 
+def build_accelerator(recipe: Recipe, cpu: bool = False, report_to: str = "none",
+                      project_dir: str | None = None) -> Accelerator:
+    """The run's Accelerator: precision, tracker and (optionally) torch.compile of the model in prepare()."""
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=recipe.mixed_precision,
+        log_with=None if report_to == "none" else report_to,
+        project_dir=project_dir,
+        step_scheduler_with_optimizer=False,  # our schedules count this process's optimizer steps
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=recipe.compile_mode) if recipe.torch_compile else None,
+    )
+    if accelerator.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convolutions
+        torch.set_float32_matmul_precision("high")  # TF32 for whatever runs in float32
+    return accelerator
+
+
+def build_model(recipe: Recipe, label_names: list[str], pretrained_backbone: bool | str = False,
+                device: torch.device | str = "cpu") -> FerForImageClassification:
+    """The recipe's model on `device` (labels from the dataset); frozen layers only on top of ImageNet weights."""
+    config = FerConfig(backbone=recipe.backbone, image_size=recipe.image_size, hidden_size=recipe.hidden_size,
+                       head_dropout=recipe.head_dropout, freeze_until=recipe.freeze_until,
+                       id2label=dict(enumerate(label_names)))
+    model = FerForImageClassification(config, pretrained_backbone=pretrained_backbone)
+    model.freeze_backbone(recipe.freeze_until)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if recipe.channels_last else model
+
+
 def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD/Adam/AdamW over the trainable parameters; the fused CUDA kernels when the model is on a GPU."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if params and all(p.device.type == "cuda" for p in params) else {}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
-                               nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay)
+                               nesterov=recipe.nesterov and recipe.momentum > 0, weight_decay=recipe.weight_decay,
+                               **fused)
     optimizer_class = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return optimizer_class(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
+
+
+def scheduled_epochs(recipe: Recipe) -> int:
+    """Epochs the main schedule spans: with swa_lr, the SWA epochs run after it at their own lr."""
+    return recipe.epochs - recipe.swa_epochs if recipe.swa_lr is not None else recipe.epochs
 
 
 def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
@@ -270,15 +368,105 @@ def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_step
     warmup_steps = int((recipe.warmup_ratio or 0.0) * total_steps)
     if recipe.scheduler == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+    if recipe.scheduler == "cosine_restarts":
+        return get_cosine_with_hard_restarts_schedule_with_warmup(optimizer, warmup_steps, total_steps,
+                                                                  num_cycles=recipe.restart_cycles)
     return get_constant_schedule_with_warmup(optimizer, warmup_steps)
+
+
+def build_swa_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> SWALR | None:
+    """With swa_lr: torch's SWALR, moving the lr to swa_lr over the first SWA epoch (cosine), then constant."""
+    if recipe.swa_lr is None:
+        return None
+    return SWALR(optimizer, swa_lr=recipe.swa_lr, anneal_epochs=steps_per_epoch, anneal_strategy="cos")
+
+
+def class_weights(labels: torch.Tensor, num_classes: int, mode: str, beta: float | None = None) -> torch.Tensor | None:
+    """Per-class loss weights from the training label counts, scaled to average 1 over the classes.
+
+    inverse: 1 / count. effective: (1 - beta) / (1 - beta^count), the inverse "effective number of
+    samples" of Cui et al. (CVPR 2019), which flattens the inverse-frequency extremes (FER2013's disgust
+    is 16x rarer than happy; with beta 0.999 it is weighted about 2.8x, not 16x).
+    """
+    if mode == "none":
+        return None
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).double().clamp_min(1)
+    if mode == "inverse":
+        weights = 1.0 / counts
+    elif mode == "effective":
+        weights = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
+    else:
+        raise ValueError(f"class_weights={mode!r} is not one of {list(CLASS_WEIGHTS)}")
+    return (weights * num_classes / weights.sum()).float()
+
+
+def build_loss(recipe: Recipe, weights: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
+    """Cross-entropy with the recipe's label smoothing and class weights; targets are labels or (N, C) probabilities."""
+    return partial(F.cross_entropy, weight=weights, label_smoothing=recipe.label_smoothing)
+
+
+def build_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """EMA of the weights and of the BatchNorm buffers (timm's convention), on the model's device.
+
+    Built without `device=`, so AveragedModel keeps its step counter on the CPU and updating it never
+    waits for the GPU.
+    """
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def build_swa(model: torch.nn.Module) -> AveragedModel:
+    """Equal-weight average of the weights (SWA); BatchNorm statistics are recomputed at the end (update_bn)."""
+    return AveragedModel(model)
 
 
 # --- the loop ---------------------------------------------------------------------------------------
 
 
+def training_batches(
+    images: torch.Tensor, labels: torch.Tensor, batches: list[torch.Tensor], config: FerConfig,
+    augment: BatchAugment | None = None, generator: torch.Generator | None = None, channels_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(pixel_values, labels) per batch of sample indices, ready for the model, all on the images' device.
+
+    The indices go to the device once per epoch; images are gathered, augmented and normalised
+    AUGMENT_CHUNK_IMAGES at a time, and each batch is a view into its chunk, so a step launches no
+    input-side kernels at all. Augmentation is per image, so chunking does not change what it does.
+    """
+    if not batches:
+        return
+    sizes = [len(batch) for batch in batches]
+    order = torch.cat(batches).to(images.device, non_blocking=True)
+    per_chunk = max(1, AUGMENT_CHUNK_IMAGES // max(sizes))
+    start = 0
+    for first in range(0, len(sizes), per_chunk):
+        chunk_sizes = sizes[first : first + per_chunk]
+        index = order[start : start + sum(chunk_sizes)]
+        start += sum(chunk_sizes)
+        gray = images[index].float().div_(255.0)
+        if augment is not None:
+            gray = augment(gray, generator)
+        pixel_values = gray_to_pixel_values(gray, config, channels_last)
+        yield from zip(pixel_values.split(chunk_sizes), labels[index].split(chunk_sizes), strict=True)
+
+
+def training_step(
+    accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any, pixel_values: torch.Tensor,
+    target: torch.Tensor, loss_fn: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """One optimisation step. Returns the loss detached, still on the device (nothing here waits for it)."""
+    logits = model(pixel_values=pixel_values).logits
+    loss = loss_fn(logits.float(), target)
+    accelerator.backward(loss)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def train_one_epoch(
     accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any, recipe: Recipe,
     config: FerConfig, images: torch.Tensor, labels: torch.Tensor, epoch: int, augment: BatchAugment | None,
+    loss_fn: Callable[..., torch.Tensor], ema: AveragedModel | None = None, raw_model: torch.nn.Module | None = None,
 ) -> tuple[float, float]:
     """One epoch on this process's shard. Returns (mean train loss over all processes, images/s)."""
     model.train()
@@ -290,28 +478,21 @@ def train_one_epoch(
                             accelerator.num_processes)
     mixing = recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0
     loss_sum = torch.zeros((), device=accelerator.device)
-    seen = 0
     start = time.perf_counter()
-    for index in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not accelerator.is_local_main_process):
-        index = index.to(images.device)
-        gray, target = images[index].float() / 255.0, labels[index]
-        if augment is not None:
-            gray = augment(gray, generator)
-        soft_target = F.one_hot(target, config.num_labels).float()
+    inputs = training_batches(images, labels, batches, config, augment, generator, recipe.channels_last)
+    for pixel_values, target in tqdm(inputs, total=len(batches), desc=f"epoch {epoch}", leave=False,
+                                     disable=not accelerator.is_local_main_process):
         if mixing:
-            gray, soft_target = mix_batch(gray, soft_target, rng, recipe.mixup_alpha, recipe.cutmix_alpha, generator)
-        logits = model(pixel_values=gray_to_pixel_values(gray, config, recipe.channels_last)).logits
-        loss = F.cross_entropy(logits.float(), soft_target if mixing else target,
-                               label_smoothing=recipe.label_smoothing)
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum += loss.detach() * len(index)
-        seen += len(index)
-    totals = accelerator.reduce(torch.stack([loss_sum, torch.tensor(float(seen), device=loss_sum.device)]), "sum")
-    elapsed = time.perf_counter() - start
-    return float(totals[0] / totals[1]), float(totals[1]) / elapsed
+            soft_target = F.one_hot(target, config.num_labels).float()
+            pixel_values, target = mix_batch(pixel_values, soft_target, rng, recipe.mixup_alpha, recipe.cutmix_alpha,
+                                             generator)
+        loss = training_step(accelerator, model, optimizer, scheduler, pixel_values, target, loss_fn)
+        loss_sum += loss * len(pixel_values)
+        if ema is not None:
+            ema.update_parameters(raw_model)
+    seen = torch.tensor(float(sum(len(b) for b in batches)), device=loss_sum.device)
+    total_loss, total_seen = accelerator.reduce(torch.stack([loss_sum, seen]), "sum").tolist()  # waits for the device
+    return total_loss / total_seen, total_seen / (time.perf_counter() - start)
 
 
 @torch.no_grad()
@@ -335,45 +516,35 @@ def evaluate(
     return report, loss_sum / max(report["num_samples"], 1)
 
 
-def save_best_model(accelerator: Accelerator, model: torch.nn.Module, output_dir: Path) -> None:
-    """The seed's ModelCheckpoint: the best-validation model, in save_pretrained format, on the main process."""
+@torch.no_grad()
+def finish_swa(accelerator: Accelerator, swa: AveragedModel, images: torch.Tensor, labels: torch.Tensor,
+               config: FerConfig, batch_size: int, channels_last: bool) -> None:
+    """Recompute the averaged model's BatchNorm statistics over the whole (unaugmented) training set.
+
+    Every process uses all training images, so the processes end with identical SWA models.
+    """
+    batches = list(torch.arange(len(labels)).split(batch_size))
+    with accelerator.autocast():
+        update_bn(training_batches(images, labels, batches, config, channels_last=channels_last), swa)
+
+
+def save_best_model(accelerator: Accelerator, model: torch.nn.Module, output_dir: Path) -> list[str]:
+    """The seed's ModelCheckpoint: the best-validation model in save_pretrained format, on the main process.
+
+    Written to a temporary folder first, then each file is moved in with os.replace, so a kill while
+    saving never leaves a half-written model.safetensors. Returns the file names.
+    """
     accelerator.wait_for_everyone()
+    names: list[str] = []
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
-        unwrapped.save_pretrained(output_dir)
-        FerImageProcessor.from_model_config(unwrapped.config).save_pretrained(output_dir)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
-    """Accelerate state (model, optimizer, scheduler, RNG) + trainer_state.json; keep the newest `keep`."""
-    path = output_dir / "checkpoints" / f"epoch_{epoch}"
-    accelerator.save_state(str(path))
-    if accelerator.is_main_process:
-        (path / STATE_FILE).write_text(json.dumps(state, indent=2))
-        for old in sorted(checkpoint_dirs(output_dir), key=checkpoint_epoch)[: -max(keep, 1)]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return path
-
-
-def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    return [p for p in (output_dir / "checkpoints").glob("epoch_*") if (p / STATE_FILE).is_file()]
-
-
-def checkpoint_epoch(path: Path) -> int:
-    return int(path.name.removeprefix("epoch_"))
-
-
-def find_checkpoint(spec: str, output_dir: Path) -> Path:
-    if spec == "latest":
-        found = checkpoint_dirs(output_dir)
-        if not found:
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no checkpoint in {output_dir / 'checkpoints'}")
-        return max(found, key=checkpoint_epoch)
-    path = Path(spec)
-    if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {spec}: not a checkpoint folder (no {STATE_FILE})")
-    return path
+        staging_root = output_dir / "checkpoints"  # same filesystem (os.replace), never pushed
+        staging_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=staging_root, prefix=".best-") as staging:
+            unwrapped.save_pretrained(staging)
+            FerImageProcessor.from_model_config(unwrapped.config).save_pretrained(staging)
+            names = replace_files(Path(staging), output_dir)
+    return names
 
 
 def tracker_config(recipe: Recipe, options: RunOptions) -> dict[str, Any]:
@@ -398,16 +569,28 @@ def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
     return repo_id
 
 
+def resume_state(spec: str, output_dir: Path, recipe: Recipe) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to resume from, verified file by file, and its trainer state (same recipe required)."""
+    checkpoint = find_checkpoint(spec, output_dir)
+    state = verify_checkpoint(checkpoint)
+    changed = sorted(k for k in set(state["recipe"]) | set(asdict(recipe))
+                     if asdict(recipe).get(k) != state["recipe"].get(k))
+    if changed:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: the recipe differs from the checkpoint's in "
+                         f"{changed}; resume with the same preset and flags")
+    return checkpoint, state
+
+
 def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> dict[str, Any]:
+    run_start = time.perf_counter()
     output_dir = Path(options.output_dir)
-    accelerator = Accelerator(
-        cpu=options.cpu,
-        mixed_precision=recipe.mixed_precision,
-        log_with=None if options.report_to == "none" else options.report_to,
-        project_dir=str(output_dir / "logs"),
-        step_scheduler_with_optimizer=False,  # our schedules count this process's optimizer steps
-        dynamo_backend="inductor" if recipe.torch_compile else None,
-    )
+    if recipe.freeze_until and not recipe.pretrained:
+        print(f"note: freeze_until={recipe.freeze_until} ignored: training from scratch (--no-pretrained)")
+        recipe = replace(recipe, freeze_until=None)
+    # A bad checkpoint or a changed recipe fails here, before any data is loaded.
+    checkpoint, resumed = (resume_state(options.resume_from_checkpoint, output_dir, recipe)
+                           if options.resume_from_checkpoint else (None, None))
+    accelerator = build_accelerator(recipe, options.cpu, options.report_to, str(output_dir / "logs"))
     set_seed(recipe.seed)
     if not accelerator.is_local_main_process:
         import datasets
@@ -426,76 +609,108 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     test_images, test_labels = split_to_tensors(subsample(data["test"], options.max_eval_samples, recipe.seed))
     train_images, train_labels = train_images.to(accelerator.device), train_labels.to(accelerator.device)
 
-    # Model: labels from the dataset; freezing only makes sense on top of ImageNet weights.
-    if recipe.freeze_until and not recipe.pretrained:
-        accelerator.print(f"note: freeze_until={recipe.freeze_until} ignored: training from scratch (--no-pretrained)")
-        recipe = replace(recipe, freeze_until=None)
-    config = FerConfig(backbone=recipe.backbone, image_size=recipe.image_size, hidden_size=recipe.hidden_size,
-                       head_dropout=recipe.head_dropout, freeze_until=recipe.freeze_until,
-                       id2label=dict(enumerate(label_names)))
+    # Model (on the device before the optimizer, which may then use fused kernels), loss, averages.
     with accelerator.main_process_first():  # one ImageNet download, then the others read the cache
-        model = FerForImageClassification(config, pretrained_backbone=backbone_init(recipe, options))
-    model.freeze_backbone(recipe.freeze_until)
-    if recipe.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
+        model = build_model(recipe, label_names, backbone_init(recipe, options), accelerator.device)
+    config = model.config
+    weights = class_weights(train_labels, config.num_labels, recipe.class_weights, recipe.class_weights_beta)
+    loss_fn = build_loss(recipe, None if weights is None else weights.to(accelerator.device))
     shard = shard_size(len(train_labels), accelerator.num_processes)
     steps = steps_per_epoch(shard, recipe.batch_size)
     optimizer = build_optimizer(recipe, model)
-    scheduler = build_scheduler(recipe, optimizer, steps * recipe.epochs)
+    swa_scheduler = build_swa_scheduler(recipe, optimizer, steps)  # before the main one, which then sets the lr
+    scheduler = build_scheduler(recipe, optimizer, steps * scheduled_epochs(recipe))
+    raw_model = model  # the averages follow the plain module, whatever prepare() wraps around it
+    ema = build_ema(model, recipe.ema_decay) if recipe.ema_decay is not None else None
+    swa = build_swa(model) if recipe.swa_epochs else None
     val_loader = DataLoader(TensorDataset(val_images, val_labels), batch_size=options.eval_batch_size)
     test_loader = DataLoader(TensorDataset(test_images, test_labels), batch_size=options.eval_batch_size)
     model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
         model, optimizer, val_loader, test_loader, scheduler)
+    if swa_scheduler is not None:
+        swa_scheduler = accelerator.prepare_scheduler(swa_scheduler)
+    accelerator.register_for_checkpointing(*[average for average in (ema, swa) if average is not None])
     accelerator.print(
         f"num_processes={accelerator.num_processes} device={accelerator.device} "
         f"mixed_precision={recipe.mixed_precision} "
         f"train={len(train_labels)} validation={len(val_labels)} test={len(test_labels)} "
         f"batch_size={recipe.batch_size}x{accelerator.num_processes} steps_per_epoch={steps}")
 
-    state: dict[str, Any] = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "history": [],
-                             "recipe": asdict(recipe)}
-    if options.resume_from_checkpoint:
-        checkpoint = find_checkpoint(options.resume_from_checkpoint, output_dir)
-        state = json.loads((checkpoint / STATE_FILE).read_text())
-        changed = sorted(k for k, v in state["recipe"].items() if asdict(recipe).get(k) != v)
-        if changed:
-            raise ValueError(f"--resume_from_checkpoint {checkpoint}: the recipe differs from the checkpoint's in "
-                             f"{changed}; resume with the same preset and flags")
-        accelerator.load_state(str(checkpoint))
+    state: dict[str, Any] = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "best_model": None,
+                             "best_model_files": [], "history": [], "recipe": asdict(recipe)}
+    if checkpoint is not None:
+        state = resumed
+        try:
+            accelerator.load_state(str(checkpoint))
+        except Exception as error:  # verified files that still do not load: say which checkpoint, not just why
+            raise CheckpointError(f"checkpoint {checkpoint} could not be loaded ({type(error).__name__}: {error}); "
+                                  "it was written by another version of train.py or for another model") from error
+        if accelerator.is_main_process:
+            restore_best_model(checkpoint, output_dir)
         accelerator.print(f"resumed from {checkpoint} (epoch {state['epoch']}, best val {state['best_accuracy']:.4f})")
     if options.report_to != "none":
         accelerator.init_trackers(PROJECT_NAME, config=tracker_config(recipe, options))
     augment = BatchAugment(recipe.rotation, recipe.scale, recipe.translate, recipe.hflip, recipe.erasing_p,
                            recipe.erasing_size) if recipe.augment else None
 
+    def keep_if_best(candidate: torch.nn.Module, accuracy: float, epoch: int, name: str) -> bool:
+        if accuracy <= state["best_accuracy"]:
+            return False
+        files = save_best_model(accelerator, candidate, output_dir)
+        state.update(best_accuracy=accuracy, best_epoch=epoch, best_model=name, best_model_files=files)
+        return True
+
     for epoch in range(state["epoch"] + 1, recipe.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loss, images_per_second = train_one_epoch(accelerator, model, optimizer, scheduler, recipe, config,
-                                                        train_images, train_labels, epoch, augment)
+        swa_phase = swa is not None and epoch > recipe.epochs - recipe.swa_epochs
+        epoch_scheduler = swa_scheduler if swa_phase and swa_scheduler is not None else scheduler
+        train_loss, images_per_second = train_one_epoch(
+            accelerator, model, optimizer, epoch_scheduler, recipe, config, train_images, train_labels, epoch,
+            augment, loss_fn, ema, raw_model)
         train_time = time.perf_counter() - epoch_start
+        if swa_phase:
+            swa.update_parameters(raw_model)
         val, val_loss = evaluate(accelerator, model, val_loader, config, channels_last=recipe.channels_last)
-        improved = val["accuracy"] > state["best_accuracy"]
-        if improved:
-            state.update(best_accuracy=val["accuracy"], best_epoch=epoch)
-            save_best_model(accelerator, model, output_dir)
         record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val["accuracy"],
-                  "val_macro_f1": val["macro_f1"], "val_samples": val["num_samples"],
-                  "lr": scheduler.get_last_lr()[0], "images_per_second": images_per_second, "train_time_s": train_time}
+                  "val_macro_f1": val["macro_f1"], "val_samples": val["num_samples"]}
+        candidate, name = model, "model"
+        if ema is not None:  # the EMA model is the candidate; the raw model's figures stay in the history
+            val, val_loss = evaluate(accelerator, ema.module, val_loader, config, channels_last=recipe.channels_last)
+            record.update(val_accuracy_model=record["val_accuracy"], val_loss=val_loss,
+                          val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
+            candidate, name = ema.module, "ema"
+        improved = keep_if_best(candidate, val["accuracy"], epoch, name)
+        record.update(lr=epoch_scheduler.get_last_lr()[0], images_per_second=images_per_second,
+                      train_time_s=train_time)
         state["history"].append(record)
         state["epoch"] = epoch
-        save_checkpoint(accelerator, output_dir, epoch, state, options.checkpoints_total_limit)
+        stopping = options.stop_after_epoch is not None and options.stop_after_epoch <= epoch < recipe.epochs
+        if epoch % max(options.checkpoint_every, 1) == 0 or epoch == recipe.epochs or stopping:
+            save_checkpoint(output_dir, epoch, state, accelerator.save_state, state["best_model_files"],
+                            options.checkpoints_total_limit, accelerator.is_main_process,
+                            accelerator.wait_for_everyone)
         accelerator.log({"train/loss": train_loss, "val/loss": val_loss, "val/accuracy": val["accuracy"],
                          "val/macro_f1": val["macro_f1"], "lr": record["lr"],
                          "images_per_second": images_per_second}, step=epoch)
         accelerator.print(f"epoch {epoch}/{recipe.epochs}: train_loss {train_loss:.4f} val_loss {val_loss:.4f} "
-                          f"val_accuracy {val['accuracy']:.4f} {images_per_second:.0f} images/s"
-                          f"{' (best, saved)' if improved else ''}")
-        if options.stop_after_epoch is not None and epoch >= options.stop_after_epoch and epoch < recipe.epochs:
+                          f"val_accuracy {val['accuracy']:.4f}"
+                          + (f" (model {record['val_accuracy_model']:.4f})" if ema is not None else "")
+                          + f" {images_per_second:.0f} images/s{' (best, saved)' if improved else ''}")
+        if stopping:
             accelerator.print(f"stopped after epoch {epoch} (--stop_after_epoch); continue with "
                               "--resume_from_checkpoint latest")
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state}
+
+    if swa is not None:  # after the last checkpoint, so a resumed run gets here the same way
+        finish_swa(accelerator, swa, train_images, train_labels, config, options.eval_batch_size,
+                   recipe.channels_last)
+        swa_val, _ = evaluate(accelerator, swa.module, val_loader, config, channels_last=recipe.channels_last)
+        improved = keep_if_best(swa.module, swa_val["accuracy"], recipe.epochs, "swa")
+        state["swa"] = {"val_accuracy": swa_val["accuracy"], "val_macro_f1": swa_val["macro_f1"],
+                        "epochs_averaged": int(swa.n_averaged)}
+        accelerator.print(f"SWA of the last {int(swa.n_averaged)} epoch(s): val_accuracy {swa_val['accuracy']:.4f}"
+                          f"{' (best, saved)' if improved else ''}")
 
     # Test: reload the best checkpoint from disk (exactly what gets published) and evaluate it.
     accelerator.wait_for_everyone()
@@ -506,22 +721,29 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
         best = best.to(memory_format=torch.channels_last)
     test, _ = evaluate(accelerator, best, test_loader, config, channels_last=recipe.channels_last)
     tta_results = {}
-    if recipe.tta != "none":
+    if recipe.tta != "none":  # validation figures too, so the TTA choice can be made on validation
         tta_report, _ = evaluate(accelerator, best, test_loader, config, tta=recipe.tta,
                                  channels_last=recipe.channels_last)
-        tta_results[recipe.tta] = {k: tta_report[k] for k in ("accuracy", "macro_f1", "per_class")}
+        tta_val, _ = evaluate(accelerator, best, val_loader, config, tta=recipe.tta, channels_last=recipe.channels_last)
+        tta_results[recipe.tta] = {**{k: tta_report[k] for k in ("accuracy", "macro_f1", "per_class")},
+                                   "validation_accuracy": tta_val["accuracy"]}
     history = state["history"]
+    speeds = [h["images_per_second"] for h in history]
     metrics = {
         "split": "test",
         **test,
         "tta": tta_results,
-        "validation": {"best_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"], "history": history},
+        "validation": {"best_accuracy": state["best_accuracy"], "best_epoch": state["best_epoch"],
+                       "best_model": state["best_model"], "history": history,
+                       **({"swa": state["swa"]} if "swa" in state else {})},
         "training": {
             "epochs_completed": state["epoch"], "num_processes": accelerator.num_processes,
             "device": accelerator.device.type, "mixed_precision": recipe.mixed_precision,
             "train_samples": len(train_labels), "validation_samples": len(val_labels), "test_samples": len(test_labels),
-            "images_per_second": float(np.mean([h["images_per_second"] for h in history])),
+            "images_per_second": float(np.mean(speeds)), "images_per_second_median": float(np.median(speeds)),
             "train_time_s": float(sum(h["train_time_s"] for h in history)),
+            "wall_time_s": time.perf_counter() - run_start,  # this process only: a resumed run counts from the resume
+            "class_weights": None if weights is None else dict(zip(label_names, weights.tolist(), strict=True)),
         },
     }
     accelerator.log({"test/accuracy": test["accuracy"], "test/macro_f1": test["macro_f1"]}, step=state["epoch"])
