@@ -57,15 +57,25 @@ def read_upload(payload: FileData | dict | Image.Image | None) -> Image.Image:
         return payload.convert("RGB")
     if isinstance(payload, FileData):
         payload = payload.model_dump()
-    if not isinstance(payload, dict) or not (payload.get("path") or payload.get("url")):
+    url = str(payload.get("url") or "") if isinstance(payload, dict) else ""
+    if not isinstance(payload, dict) or not (payload.get("path") or url.startswith("data:")):  # URLs are not fetched
         raise gr.Error("No image received: upload a file, or from gradio_client send "
                        "handle_file('photo.jpg') rather than a plain path or URL string.", print_exception=False)
-    url = payload.get("url") or ""
     try:
         source = base64.b64decode(url.partition(",")[2], validate=True) if url.startswith("data:") else payload["path"]
         return load_image(source)
     except (ImageLoadError, binascii.Error) as error:
         raise gr.Error(f"Cannot use this file: {error}.", title="Unreadable image", print_exception=False) from None
+
+
+def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, Any]:
+    """recognizer.recognize; an unexpected failure reaches the user as a plain message, its traceback only the
+    server log, whatever show_error says (exception texts can hold server paths)."""
+    try:
+        return recognizer.recognize(image)
+    except Exception as error:
+        raise gr.Error("Could not analyse this image: an internal error occurred (it is logged on the server). "
+                       "Try another photo.", title="Analysis failed") from error
 
 
 def annotate(image: Image.Image, faces: list[dict[str, Any]], labels: list[str]) -> Image.Image:
@@ -115,13 +125,13 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
 
         Boxes are in the uploaded image's pixels (the recognizer downscales large images internally).
         """
-        return recognizer.recognize(read_upload(image))
+        return recognize(recognizer, read_upload(image))
 
     def analyze(payload: dict | None) -> tuple:
         if payload is None:  # the input was cleared
             return None, None, None, None, ""
         image = fit_within(read_upload(payload), MAX_SIDE)  # what the browser shows: boxes in its pixels
-        result = recognizer.recognize(image)
+        result = recognize(recognizer, image)
         faces = result["faces"]
         best = largest(faces)
         title = f"Face {best + 1} (largest)" if result["face_found"] else "Whole image (no face found)"
@@ -138,7 +148,7 @@ def build_demo(recognizer: EmotionRecognizer, model_name: str = "") -> gr.Blocks
         if frame is None:
             return None, None
         image = fit_within(Image.fromarray(frame).convert("RGB"), MAX_SIDE)
-        result = recognizer.recognize(image)
+        result = recognize(recognizer, image)
         faces = result["faces"] if result["face_found"] else []
         scores = faces[largest(faces)]["scores"] if faces else None
         return annotate(image, faces, recognizer.labels), scores

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -182,3 +183,18 @@ def assert_user_readable(message: str, *forbidden: str | os.PathLike) -> None:
         assert str(Path.home()) not in message, message
     for text in forbidden:
         assert str(text) not in message, message
+
+
+def check_schema(result: dict, labels: list[str], size: tuple[int, int]) -> None:
+    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    assert result["faces"], "one entry per face, or one for the whole image"
+    if not result["face_found"]:
+        assert len(result["faces"]) == 1 and result["faces"][0]["box"] == [0, 0, size[0], size[1]]
+    for face in result["faces"]:
+        x, y, w, h = face["box"]
+        assert all(isinstance(v, int) for v in face["box"]), face["box"]
+        assert x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= size[0] and y + h <= size[1], (face["box"], size)
+        assert face["label"] in labels and list(face["scores"]) == labels
+        assert face["score"] == face["scores"][face["label"]] == max(face["scores"].values())
+        assert all(0.0 <= p <= 1.0 for p in face["scores"].values())
+        assert sum(face["scores"].values()) == pytest.approx(1.0, abs=1e-4)

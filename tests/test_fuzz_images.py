@@ -21,7 +21,8 @@ from fer_model import EmotionRecognizer
 from fer_model.images import FORMATS as LOADABLE_FORMATS
 from fer_model.images import ImageLoadError, load_image
 from tests.fuzz_inputs import (BOMB_WRITERS, COUNTS, MODES, PER_CALL_LIMIT_S, FuzzFile, assert_user_readable,
-                               damaged_files, make_image, peak_rss_mb, random_bytes, real_png_bomb, record_counts)
+                               check_schema, damaged_files, make_image, peak_rss_mb, random_bytes, real_png_bomb,
+                               record_counts)
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # PIL warns about each corrupt TIFF/EXIF block
@@ -98,21 +99,6 @@ def as_array(image: Image.Image, kind: str, seed: int) -> np.ndarray:
     return {"gray uint8": lambda: gray, "rgb uint8": lambda: rgb,
             "rgba uint8": lambda: np.dstack([rgb, alpha]), "gray uint16": lambda: gray.astype(np.uint16) * 257,
             "rgb float32": lambda: rgb.astype(np.float32) / 255, "gray float64": lambda: gray / 255.0}[kind]()
-
-
-def check_schema(result: dict, labels: list[str], size: tuple[int, int]) -> None:
-    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
-    assert result["faces"], "one entry per face, or one for the whole image"
-    if not result["face_found"]:
-        assert len(result["faces"]) == 1 and result["faces"][0]["box"] == [0, 0, size[0], size[1]]
-    for face in result["faces"]:
-        x, y, w, h = face["box"]
-        assert all(isinstance(v, int) for v in face["box"]), face["box"]
-        assert x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= size[0] and y + h <= size[1], (face["box"], size)
-        assert face["label"] in labels and list(face["scores"]) == labels
-        assert face["score"] == face["scores"][face["label"]] == max(face["scores"].values())
-        assert all(0.0 <= p <= 1.0 for p in face["scores"].values())
-        assert sum(face["scores"].values()) == pytest.approx(1.0, abs=1e-4)
 
 
 @st.composite
