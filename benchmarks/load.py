@@ -1,0 +1,270 @@
+"""Load test of the Space: `python app.py` on 127.0.0.1 and N concurrent gradio_client clients for T seconds.
+
+Starts app.py in a subprocess (its real entry point: queue limits, upload limit), on a free loopback port,
+with a random-init model unless --model names a folder (weights do not change speed). Each client is a
+thread with its own gradio_client.Client that loops `predict(handle_file(image))` until the time is up
+(bounded by --seconds and --max-requests, each request by --request-timeout), checking every response's
+schema. Prints the number of clients, requests and errors, p50/p95/max latency, throughput, and the server
+process's resident memory at start-up (idle), after one warm-up request, at its peak under load and after.
+
+    python benchmarks/load.py [--clients 20] [--seconds 60] [--model FOLDER] [--image examples/astronaut.jpg]
+
+Loopback only: the server listens on 127.0.0.1 and the clients talk to nothing else. Exit code 1 on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout (fer_model, app), no install
+ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (psutil if installed, else /proc/PID/status)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except ImportError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for process {pid}") from None
+
+
+def save_random_model(folder: Path) -> Path:
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
+
+    transformers_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    config = FerConfig()
+    FerForImageClassification(config).eval().save_pretrained(folder)
+    FerImageProcessor.from_model_config(config).save_pretrained(folder)
+    return folder
+
+
+class Server:
+    """`python app.py --model FOLDER` on 127.0.0.1:PORT, its output in a log file; stopped on exit."""
+
+    def __init__(self, model: Path | str, log: Path, extra_args: list[str] | None = None,
+                 startup_timeout: float = 180.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log
+        env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
+               "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        self._log = log.open("wb")
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(model),
+                                         *(extra_args or [])], cwd=ROOT, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        self._wait_until_ready(startup_timeout)
+
+    def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}gradio_api/info", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise TimeoutError(f"app.py did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.process.pid)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        self._log.close()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def valid_result(result: Any) -> bool:
+    """The predict endpoint's documented schema (README, API section)."""
+    if not isinstance(result, dict) or set(result) != {"face_found", "faces"} or not isinstance(result["face_found"], bool):
+        return False
+    faces = result["faces"]
+    return bool(faces) and all(
+        set(face) == {"box", "label", "score", "scores"} and len(face["box"]) == 4 and face["label"] in face["scores"]
+        and abs(sum(face["scores"].values()) - 1) < 1e-3 for face in faces)
+
+
+def run_load(url: str, clients: int, seconds: float, image: Path = ASTRONAUT, max_requests: int = 100_000,
+             request_timeout: float = 60.0, rss: Any = None) -> dict[str, Any]:
+    """N client threads looping predict for `seconds` (at most max_requests in all); figures as a dict.
+
+    `rss` (a callable returning the server's resident MB) is sampled every 0.25 s for the peak.
+    """
+    from gradio_client import Client, handle_file
+
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    faces_found: Counter[bool] = Counter()
+    lock = threading.Lock()
+    issued = [0]
+    connected = [Client(url, verbose=False) for _ in range(clients)]  # connect first: not part of the timing
+    start_barrier = threading.Barrier(clients + 1)
+    deadline = [0.0]
+
+    def take_ticket() -> bool:
+        with lock:
+            if time.perf_counter() >= deadline[0] or issued[0] >= max_requests:
+                return False
+            issued[0] += 1
+            return True
+
+    def client_loop(client: Client) -> None:
+        start_barrier.wait()
+        while take_ticket():
+            start = time.perf_counter()
+            try:
+                job = client.submit(handle_file(image), api_name="/predict")
+                result = job.result(timeout=request_timeout)
+                problem = None if valid_result(result) else f"invalid response: {str(result)[:120]}"
+            except Exception as error:  # counted, never raised: the figures say what failed
+                problem, result = f"{type(error).__name__}: {str(error)[:160]}", None
+            elapsed = time.perf_counter() - start
+            with lock:
+                if problem:
+                    errors[problem] += 1
+                else:
+                    latencies.append(elapsed)
+                    faces_found[result["face_found"]] += 1
+
+    peak = [0.0]
+    sampling = threading.Event()
+
+    def sample_rss() -> None:
+        while not sampling.wait(0.25):
+            peak[0] = max(peak[0], rss())
+
+    threads = [threading.Thread(target=client_loop, args=(client,), daemon=True) for client in connected]
+    for thread in threads:
+        thread.start()
+    sampler = threading.Thread(target=sample_rss, daemon=True) if rss else None
+    if sampler:
+        sampler.start()
+    began = time.perf_counter()
+    deadline[0] = began + seconds
+    start_barrier.wait()
+    for thread in threads:
+        thread.join(timeout=seconds + request_timeout + 30)
+    wall = time.perf_counter() - began
+    sampling.set()
+    if sampler:
+        sampler.join()
+    for client in connected:
+        client.close()
+    ordered = sorted(latencies)
+
+    def percentile(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1e3 if ordered else float("nan")
+
+    return {
+        "clients": clients, "seconds": seconds, "wall_s": wall, "requests": len(latencies) + sum(errors.values()),
+        "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors),
+        "face_found": dict(faces_found), "p50_ms": percentile(0.50), "p95_ms": percentile(0.95),
+        "max_ms": ordered[-1] * 1e3 if ordered else float("nan"),
+        "mean_ms": statistics.fmean(ordered) * 1e3 if ordered else float("nan"),
+        "throughput_rps": len(latencies) / wall, "rss_peak_mb": peak[0] or None,
+        "threads_alive": sum(thread.is_alive() for thread in threads),
+    }
+
+
+def benchmark(clients: int, seconds: float, model: str | None = None, image: Path = ASTRONAUT,
+              max_requests: int = 100_000, extra_args: list[str] | None = None) -> dict[str, Any]:
+    """Start app.py, measure memory, run the load, measure again, stop the server."""
+    from gradio_client import Client, handle_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        model_source = model or save_random_model(Path(folder) / "fer-random")
+        with Server(model_source, Path(folder) / "app.log", extra_args) as server:
+            rss_start = server.rss_mb()
+            warm = Client(server.url, verbose=False)
+            assert valid_result(warm.predict(handle_file(image), api_name="/predict")), "warm-up request failed"
+            warm.close()
+            rss_warm = server.rss_mb()
+            figures = run_load(server.url, clients, seconds, image, max_requests, rss=server.rss_mb)
+            time.sleep(1.0)  # let the queue drain and the server settle
+            figures.update(rss_start_mb=rss_start, rss_warm_mb=rss_warm, rss_after_mb=server.rss_mb(),
+                           server_alive=server.process.poll() is None, model=str(model or "random init"),
+                           image=str(image.relative_to(ROOT) if image.is_relative_to(ROOT) else image))
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    lines = [
+        f"app.py on 127.0.0.1, model: {figures['model']}, image: {figures['image']}, {os.cpu_count()} CPUs",
+        f"clients={figures['clients']} duration={figures['seconds']:.0f}s (wall {figures['wall_s']:.1f}s) "
+        f"requests={figures['requests']} ok={figures['ok']} errors={figures['errors']}",
+        f"latency_ms p50={figures['p50_ms']:.0f} p95={figures['p95_ms']:.0f} max={figures['max_ms']:.0f} "
+        f"mean={figures['mean_ms']:.0f}  throughput={figures['throughput_rps']:.2f} req/s",
+        f"server_rss_mb start={figures['rss_start_mb']:.0f} after_warmup={figures['rss_warm_mb']:.0f} "
+        f"peak={figures['rss_peak_mb'] or float('nan'):.0f} after={figures['rss_after_mb']:.0f}",
+    ]
+    if figures["error_kinds"]:
+        lines.append("errors: " + "; ".join(f"{n} x {kind}" for kind, n in figures["error_kinds"].items()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--model", default=None, help="model folder (default: random init, same speed)")
+    parser.add_argument("--image", type=Path, default=ASTRONAUT)
+    parser.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests in all")
+    parser.add_argument("--onnx", default=None, help="passed to app.py --onnx (an exported ONNX file)")
+    args = parser.parse_args()
+    if args.clients < 1 or args.seconds <= 0:
+        parser.error("--clients must be >= 1 and --seconds > 0")
+    figures = benchmark(args.clients, args.seconds, args.model, args.image.resolve(), args.max_requests,
+                        ["--onnx", args.onnx] if args.onnx else None)
+    print(report(figures))
+    sys.exit(1 if figures["errors"] or not figures["server_alive"] else 0)
+
+
+if __name__ == "__main__":
+    main()
