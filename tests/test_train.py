@@ -1,6 +1,8 @@
-"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, card, resume, push, recipe.
+"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, card, a SIGKILL and resume,
+the recipe options end to end, push, presets.
 
-The 2-process run is in test_train_ddp.py; batched augmentation in test_train_augment.py.
+The 2-process run is in test_train_ddp.py; batched augmentation in test_train_augment.py; each recipe option's
+effect on small tensors, the input path and the checkpoint files in test_train_recipe.py.
 """
 
 from __future__ import annotations
@@ -8,8 +10,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +33,13 @@ from fer_model.evaluation import classification_report
 from tests.conftest import REPO
 from tests.tiny_fer import SIZES, write_hub_folder
 from train import train as train_script
-from train.train import Recipe, epoch_batches, parse_args, steps_per_epoch
+from train.checkpoints import CheckpointError
+from train.train import Recipe, class_weights, epoch_batches, parse_args, steps_per_epoch
 
-# Small and quick: Adam learns the synthetic bands in a few steps; 32 px exercises the on-device resize.
-QUICK = ["--cpu", "--no-pretrained", "--optimizer", "adam", "--lr", "1e-3", "--batch_size", "8",
-         "--eval_batch_size", "8", "--image_size", "32"]
+# Small and quick: Adam learns the synthetic bands in a few steps; 32 px exercises the on-device resize;
+# batches of 14 make 2 steps per epoch of the 28 training faces.
+QUICK = ["--cpu", "--no-pretrained", "--optimizer", "adam", "--lr", "1e-3", "--batch_size", "14",
+         "--eval_batch_size", "16", "--image_size", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +54,81 @@ def in_process():
     AcceleratorState._reset_state(True)
 
 
+# Every stateful part a resume must restore: schedule, augmentation and mixing RNGs, dropout, EMA, SWA.
+STATEFUL = ["--epochs", "2", "--augment", "--scheduler", "onecycle", "--head_dropout", "0.2", "--mixup_alpha", "0.4",
+            "--ema_decay", "0.6", "--swa_epochs", "2"]
+TIMINGS = ("images_per_second", "images_per_second_median", "train_time_s", "wall_time_s")
+
+
+def cli_command(dataset_dir: str, output_dir: Path) -> list[str]:
+    return [sys.executable, "train/train.py", *QUICK, *STATEFUL, "--dataset", dataset_dir,
+            "--output_dir", str(output_dir), "--report_to", "tensorboard", "--tta", "flip"]
+
+
 @pytest.fixture(scope="module")
 def cli_run(dataset_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """`python train/train.py --cpu ...` exactly as a user runs it: 2 epochs, TensorBoard, flip TTA."""
+    """The command a user runs (2 epochs, TensorBoard, flip TTA, EMA, SWA), uninterrupted.
+
+    Run in this process to save an interpreter start; `python train/train.py` itself runs as a subprocess
+    in the SIGKILL test (the same command) and in test_train_ddp.py.
+    """
     output_dir = tmp_path_factory.mktemp("run") / "fer-tiny-model"
-    command = [sys.executable, "train/train.py", *QUICK, "--dataset", dataset_dir, "--epochs", "2",
-               "--output_dir", str(output_dir), "--report_to", "tensorboard", "--tta", "flip"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output_dir, result.stdout
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            train_script.main(cli_command(dataset_dir, output_dir)[2:])
+    finally:
+        AcceleratorState._reset_state(True)
+    return output_dir, stdout.getvalue()
+
+
+def without_timings(metrics: dict) -> dict:
+    metrics = json.loads(json.dumps(metrics))
+    for record in [*metrics["validation"]["history"], metrics["training"]]:
+        for key in TIMINGS:
+            record.pop(key, None)
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def killed_run(cli_run: tuple[Path, str], dataset_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The cli_run command again, SIGKILLed once epoch 1's checkpoint exists and epoch 2 has started."""
+    output_dir = tmp_path_factory.mktemp("killed") / "fer-tiny-model"
+    logs = output_dir.parent
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (logs / "stdout.txt").open("w") as stdout, (logs / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(cli_command(dataset_dir, output_dir), cwd=REPO, stdout=stdout, stderr=stderr,
+                                   env=env)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            first_done = "epoch 1/2:" in (logs / "stdout.txt").read_text()
+            if first_done and "epoch 2:" in (logs / "stderr.txt").read_text():  # tqdm's bar of epoch 2
+                break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    return {"output_dir": output_dir, "returncode": process.returncode,
+            "checkpoints": sorted(p.name for p in (output_dir / "checkpoints").iterdir() if p.is_dir()),
+            "stdout": (logs / "stdout.txt").read_text(), "stderr": (logs / "stderr.txt").read_text()}
+
+
+@pytest.fixture(scope="module")
+def resumed_run(killed_run: dict, dataset_dir: str) -> dict:
+    """The killed run resumed (in this process) with --resume_from_checkpoint latest."""
+    command = cli_command(dataset_dir, killed_run["output_dir"])[2:]
+    try:
+        return train_script.main([*command, "--resume_from_checkpoint", "latest"])
+    finally:
+        AcceleratorState._reset_state(True)
 
 
 def test_cli_run_prints_one_summary_line_per_epoch(cli_run: tuple[Path, str]) -> None:
     _, stdout = cli_run
     lines = [line for line in stdout.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
-    assert all("train_loss" in line and "val_accuracy" in line and "images/s" in line for line in lines)
-    assert "num_processes=1" in stdout and "test: accuracy" in stdout
+    assert all("train_loss" in line and "val_accuracy" in line and "(model " in line and "images/s" in line
+               for line in lines)
+    assert "num_processes=1" in stdout and "test: accuracy" in stdout and "SWA of the last 2 epoch(s)" in stdout
 
 
 def test_cli_run_writes_a_loadable_model_folder(cli_run: tuple[Path, str]) -> None:
@@ -90,10 +156,16 @@ def test_cli_run_metrics_count_every_test_sample_once(cli_run: tuple[Path, str])
     assert sum(c["support"] for c in metrics["per_class"].values()) == SIZES["test"]
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
     assert set(metrics["tta"]) == {"flip"} and 0.0 <= metrics["tta"]["flip"]["accuracy"] <= 1.0
-    history = metrics["validation"]["history"]
+    assert 0.0 <= metrics["tta"]["flip"]["validation_accuracy"] <= 1.0
+    validation = metrics["validation"]
+    history = validation["history"]
     assert [h["epoch"] for h in history] == [1, 2] and all(h["val_samples"] == SIZES["validation"] for h in history)
-    assert metrics["validation"]["best_accuracy"] == max(h["val_accuracy"] for h in history)
+    assert all("val_accuracy_model" in h for h in history)  # the raw model's figure beside the EMA's
+    assert validation["swa"]["epochs_averaged"] == 2
+    candidates = [h["val_accuracy"] for h in history] + [validation["swa"]["val_accuracy"]]
+    assert validation["best_accuracy"] == max(candidates) and validation["best_model"] in ("ema", "swa")
     assert metrics["training"]["epochs_completed"] == 2 and metrics["training"]["images_per_second"] > 0
+    assert metrics["training"]["wall_time_s"] > metrics["training"]["train_time_s"] > 0
 
 
 def test_cli_run_card_holds_the_metrics(cli_run: tuple[Path, str]) -> None:
@@ -130,36 +202,59 @@ def test_evaluate_cli_reproduces_the_training_test_metrics(cli_run: tuple[Path, 
     assert set(result["per_class"]) == set(FER2013_LABELS) and "macro_f1" in result
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(dataset_dir: str, tmp_path: Path, in_process) -> None:
-    common = [*QUICK, "--dataset", dataset_dir, "--epochs", "2", "--augment", "--hflip", "--scheduler", "onecycle",
-              "--head_dropout", "0.2"]
-    straight = in_process([*common, "--output_dir", str(tmp_path / "straight")])
-    AcceleratorState._reset_state(True)
-    stopped = in_process([*common, "--output_dir", str(tmp_path / "resumed"), "--stop_after_epoch", "1"])
-    assert stopped["stopped_after_epoch"] == 1 and not (tmp_path / "resumed" / "metrics.json").exists()
-    AcceleratorState._reset_state(True)
+def test_sigkill_mid_epoch_left_only_the_complete_first_checkpoint(killed_run: dict) -> None:
+    assert killed_run["returncode"] == -signal.SIGKILL, killed_run["stderr"][-2000:]
+    assert "epoch 1/2:" in killed_run["stdout"] and "epoch 2/2:" not in killed_run["stdout"]
+    assert killed_run["checkpoints"] == ["epoch_1"]  # no epoch_2, complete or half-written
+    assert not (killed_run["output_dir"] / "metrics.json").exists()
+
+
+def test_resumed_run_finishes_exactly_like_the_uninterrupted_one(cli_run: tuple[Path, str], killed_run: dict,
+                                                                  resumed_run: dict) -> None:
+    straight_dir, _ = cli_run
+    resumed_dir = killed_run["output_dir"]
+    straight = json.loads((straight_dir / "metrics.json").read_text())
+    assert resumed_run["training"]["epochs_completed"] == 2
+    assert without_timings(json.loads((resumed_dir / "metrics.json").read_text())) == without_timings(straight)
+    for name in ("model.safetensors", "checkpoints/epoch_2/model.safetensors"):  # published model, last raw weights
+        a, b = load_file(straight_dir / name), load_file(resumed_dir / name)
+        assert all(torch.equal(a[key], b[key]) for key in a), f"{name} differs after the resume"
+    for averaged in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"):  # EMA and SWA states
+        a = torch.load(straight_dir / "checkpoints/epoch_2" / averaged, weights_only=True)
+        b = torch.load(resumed_dir / "checkpoints/epoch_2" / averaged, weights_only=True)
+        assert all(torch.equal(a[key], b[key]) for key in a), f"{averaged} differs after the resume"
+    assert [p.name for p in (resumed_dir / "checkpoints").iterdir()] == ["epoch_2"]  # only the newest kept
+
+
+def test_truncated_checkpoint_is_reported_by_name(resumed_run: dict, killed_run: dict, dataset_dir: str,
+                                                  tmp_path: Path) -> None:
+    checkpoint = tmp_path / "epoch_2"
+    shutil.copytree(killed_run["output_dir"] / "checkpoints" / "epoch_2", checkpoint)
+    optimizer = checkpoint / "optimizer.bin"
+    size = optimizer.stat().st_size
+    with optimizer.open("r+b") as file:
+        file.truncate(size // 2)
+    command = cli_command(dataset_dir, tmp_path / "out")[2:]
+    with pytest.raises(CheckpointError, match=rf"checkpoint {checkpoint} is damaged: optimizer.bin has {size // 2} "
+                                              rf"bytes, the manifest says {size} \(truncated\?\)"):
+        train_script.main([*command, "--resume_from_checkpoint", str(checkpoint)])
+
+
+def test_resume_refuses_a_changed_recipe(resumed_run: dict, killed_run: dict, dataset_dir: str) -> None:
+    command = cli_command(dataset_dir, killed_run["output_dir"])[2:]
     with pytest.raises(ValueError, match=r"recipe differs from the checkpoint's in \['lr'\]"):
-        in_process([*common, "--lr", "5e-4", "--output_dir", str(tmp_path / "resumed"),
-                    "--resume_from_checkpoint", "latest"])
-    AcceleratorState._reset_state(True)
-    resumed = in_process([*common, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", "latest"])
-    assert resumed["training"]["epochs_completed"] == straight["training"]["epochs_completed"] == 2
-    for key in ("accuracy", "macro_f1", "confusion_matrix"):
-        assert resumed[key] == straight[key], key
-    strip = ("images_per_second", "train_time_s")
-    assert [{k: v for k, v in h.items() if k not in strip} for h in resumed["validation"]["history"]] == \
-           [{k: v for k, v in h.items() if k not in strip} for h in straight["validation"]["history"]]
-    a = load_file(tmp_path / "straight" / "checkpoints" / "epoch_2" / "model.safetensors")
-    b = load_file(tmp_path / "resumed" / "checkpoints" / "epoch_2" / "model.safetensors")
-    assert all(torch.equal(a[name], b[name]) for name in a), "resumed weights differ"
-    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["epoch_2"]  # only the newest kept
+        train_script.main([*command, "--lr", "5e-4", "--resume_from_checkpoint", "latest"])
 
 
-def test_push_uploads_the_model_folder_once(dataset_dir: str, tmp_path: Path, in_process, monkeypatch) -> None:
-    """Checked at the HfApi boundary: repo creation, then one upload of the folder (no checkpoints, no logs)."""
+def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypatch) -> None:
+    """vgg16_bn, a wider head, dropout, class weights, warm restarts, label smoothing, CutMix, EMA and SWA
+    with its own lr in one run; then the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
     from huggingface_hub import HfApi, RepoUrl
     from huggingface_hub.utils import filter_repo_objects
 
+    train_labels = [0] * 8 + [1] * 2 + [2, 3, 4, 5, 6] * 4  # "disgust" rare, "angry" common
+    dataset = write_hub_folder(tmp_path / "data", {"train": 30, "validation": 14, "test": 13},
+                               labels={"train": train_labels})
     calls = []
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
@@ -176,9 +271,45 @@ def test_push_uploads_the_model_folder_once(dataset_dir: str, tmp_path: Path, in
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     output_dir = tmp_path / "out"
-    metrics = in_process([*QUICK, "--dataset", dataset_dir, "--epochs", "1", "--output_dir", str(output_dir),
+    options = ["--backbone", "vgg16_bn", "--image_size", "48", "--hidden_size", "64", "--head_dropout", "0.3",
+               "--class_weights", "effective", "--class_weights_beta", "0.9", "--scheduler", "cosine_restarts",
+               "--restart_cycles", "2", "--label_smoothing", "0.1", "--augment", "--cutmix_alpha", "1.0",
+               "--ema_decay", "0.9", "--epochs", "2", "--swa_epochs", "1", "--swa_lr", "2e-4",
+               "--batch_size", "16", "--checkpoints_total_limit", "2"]
+    metrics = in_process([*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir),
                           "--report_to", "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test",
                           "--hub_private"])
+
+    config = json.loads((output_dir / "config.json").read_text())
+    assert (config["backbone"], config["image_size"], config["hidden_size"], config["head_dropout"]) == (
+        "vgg16_bn", 48, 64, 0.3)
+    published = load_file(output_dir / "model.safetensors")
+    assert published["head.fc1.weight"].shape == (64, 512) and "features.1.running_mean" in published
+    expected = class_weights(torch.tensor(train_labels), 7, "effective", 0.9)
+    assert metrics["training"]["class_weights"] == pytest.approx(dict(zip(FER2013_LABELS, expected.tolist(),
+                                                                          strict=True)))
+    assert metrics["training"]["class_weights"]["disgust"] > 1.5 * metrics["training"]["class_weights"]["angry"]
+    history = metrics["validation"]["history"]
+    assert history[1]["lr"] == pytest.approx(2e-4)  # SWALR reached swa_lr in the SWA epoch
+    assert history[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # the restarts schedule ended with epoch 1
+    checkpoints = output_dir / "checkpoints"
+    raw = load_file(checkpoints / "epoch_2" / "model.safetensors")
+    ema = torch.load(checkpoints / "epoch_2" / "custom_checkpoint_0.pkl", weights_only=True)
+    swa = torch.load(checkpoints / "epoch_2" / "custom_checkpoint_1.pkl", weights_only=True)
+    assert int(swa["n_averaged"]) == 1 and int(ema["n_averaged"]) == 2 * 2  # SWA epochs; epochs x steps
+    name = "features.0.weight"
+    torch.testing.assert_close(swa[f"module.{name}"], raw[name])  # averaging itself: test_train_recipe.py
+    assert not torch.equal(ema[f"module.{name}"], raw[name])
+    winner = metrics["validation"]["best_model"]
+    if winner == "swa":
+        torch.testing.assert_close(published[name], swa[f"module.{name}"])
+    elif winner == "ema":
+        best_ema = torch.load(checkpoints / f"epoch_{metrics['validation']['best_epoch']}" / "custom_checkpoint_0.pkl",
+                              weights_only=True)
+        torch.testing.assert_close(published[name], best_ema[f"module.{name}"])
+    else:
+        pytest.fail(f"with EMA on, the raw model cannot be the candidate: {winner}")
+
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[0][1:] == ("someone/fer-vgg16-test", True, True)
     _, repo_id, uploaded, card_accuracy = calls[1]

@@ -19,32 +19,37 @@ KAGGLE_EMOTION_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", 
 SIZES = {"train": 28, "validation": 14, "test": 13}
 
 
-def faces(count: int, seed: int = 0, offset: int = 0) -> tuple[np.ndarray, list[int]]:
-    """(count, 48, 48) uint8 images and their labels (cycling through the 7 classes)."""
+def faces(count: int, seed: int = 0, offset: int = 0, labels: list[int] | None = None) -> tuple[np.ndarray, list[int]]:
+    """(count, 48, 48) uint8 images and their labels (cycling through the 7 classes unless given)."""
     rng = np.random.default_rng(seed)
-    labels = [(offset + i) % len(FER2013_LABELS) for i in range(count)]
+    labels = [(offset + i) % len(FER2013_LABELS) for i in range(count)] if labels is None else list(labels)
+    if len(labels) != count:
+        raise ValueError(f"{len(labels)} labels for {count} faces")
     images = rng.integers(0, 90, size=(count, 48, 48), dtype=np.uint8)
     for image, label in zip(images, labels, strict=True):
         image[6 * label : 6 * label + 6] = 230
     return images, labels
 
 
-def split_arrays(sizes: dict[str, int] = SIZES) -> dict[str, tuple[np.ndarray, list[int]]]:
-    return {split: faces(n, seed=i, offset=i) for i, (split, n) in enumerate(sizes.items())}
+def split_arrays(sizes: dict[str, int] = SIZES, labels: dict[str, list[int]] | None = None,
+                 ) -> dict[str, tuple[np.ndarray, list[int]]]:
+    """Each split's faces; `labels` (optional, per split) sets the classes, e.g. an imbalanced train split."""
+    labels = labels or {}
+    return {split: faces(n, seed=i, offset=i, labels=labels.get(split)) for i, (split, n) in enumerate(sizes.items())}
 
 
-def hub_dataset(sizes: dict[str, int] = SIZES) -> DatasetDict:
+def hub_dataset(sizes: dict[str, int] = SIZES, labels: dict[str, list[int]] | None = None) -> DatasetDict:
     features = Features({"image": Image(), "label": ClassLabel(names=list(FER2013_LABELS)), "id": Value("string")})
     return DatasetDict({
-        split: Dataset.from_dict({"image": [PILImage.fromarray(a) for a in images], "label": labels,
-                                  "id": [f"{split}_{i}" for i in range(len(labels))]}, features=features)
-        for split, (images, labels) in split_arrays(sizes).items()
+        split: Dataset.from_dict({"image": [PILImage.fromarray(a) for a in images], "label": split_labels,
+                                  "id": [f"{split}_{i}" for i in range(len(split_labels))]}, features=features)
+        for split, (images, split_labels) in split_arrays(sizes, labels).items()
     })
 
 
-def write_hub_folder(root: Path, sizes: dict[str, int] = SIZES) -> Path:
+def write_hub_folder(root: Path, sizes: dict[str, int] = SIZES, labels: dict[str, list[int]] | None = None) -> Path:
     """A Hub-style dataset folder (data/<split>-00000-of-00001.parquet), like ../shared/fer2013."""
-    for split, dataset in hub_dataset(sizes).items():
+    for split, dataset in hub_dataset(sizes, labels).items():
         (root / "data").mkdir(parents=True, exist_ok=True)
         dataset.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
     return root
