@@ -86,7 +86,10 @@ class EmotionRecognizer:
             boxes = [(0, 0, gray.shape[1], gray.shape[0])]
         crops = [_crop(gray, self.detector.expand(box, gray.shape) if face_found else box) for box in boxes]
         probabilities = self.classify(crops)
-        faces = [self._face(_scale_box(box, scale, image), p) for box, p in zip(boxes, probabilities, strict=True)]
+        if not face_found:  # the whole input, exactly: scaling the working copy's size back can lose a pixel
+            boxes = [(0, 0, *_size(image))]
+        faces = [self._face(_scale_box(box, scale, image) if face_found else box, p)
+                 for box, p in zip(boxes, probabilities, strict=True)]
         return {"face_found": face_found, "faces": faces}
 
     def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
