@@ -123,7 +123,9 @@ class Server:
 
 def valid_result(result: Any) -> bool:
     """The predict endpoint's documented schema (README, API section)."""
-    if not isinstance(result, dict) or set(result) != {"face_found", "faces"} or not isinstance(result["face_found"], bool):
+    if not isinstance(result, dict) or set(result) != {"face_found", "faces"}:
+        return False
+    if not isinstance(result["face_found"], bool):
         return False
     faces = result["faces"]
     return bool(faces) and all(

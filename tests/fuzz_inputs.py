@@ -56,7 +56,8 @@ def make_image(mode: str, size: tuple[int, int], seed: int, content: str = "nois
         return Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
     if mode in ("RGBA", "LA"):
         image = rgb.convert(mode)
-        image.putalpha(Image.fromarray(np.random.default_rng(seed + 1).integers(0, 256, (height, width), dtype=np.uint8)))
+        alpha = np.random.default_rng(seed + 1).integers(0, 256, (height, width), dtype=np.uint8)
+        image.putalpha(Image.fromarray(alpha))
         return image
     return rgb.convert(mode)
 

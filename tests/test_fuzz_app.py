@@ -30,8 +30,19 @@ from hypothesis import strategies as st
 import app
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.fuzz_inputs import (BOMB_WRITERS, COUNTS, PER_CALL_LIMIT_S, FuzzFile, assert_user_readable, check_schema,
-                               damaged_files, peak_rss_mb, random_bytes, real_png_bomb, record_counts)
+from tests.fuzz_inputs import (
+    BOMB_WRITERS,
+    COUNTS,
+    PER_CALL_LIMIT_S,
+    FuzzFile,
+    assert_user_readable,
+    check_schema,
+    damaged_files,
+    peak_rss_mb,
+    random_bytes,
+    real_png_bomb,
+    record_counts,
+)
 from tests.image_files import ASTRONAUT
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

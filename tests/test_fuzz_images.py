@@ -20,9 +20,21 @@ from PIL import Image, ImageFile
 from fer_model import EmotionRecognizer
 from fer_model.images import FORMATS as LOADABLE_FORMATS
 from fer_model.images import ImageLoadError, load_image
-from tests.fuzz_inputs import (BOMB_WRITERS, COUNTS, MODES, PER_CALL_LIMIT_S, FuzzFile, assert_user_readable,
-                               check_schema, damaged_files, make_image, peak_rss_mb, random_bytes, real_png_bomb,
-                               record_counts)
+from tests.fuzz_inputs import (
+    BOMB_WRITERS,
+    COUNTS,
+    MODES,
+    PER_CALL_LIMIT_S,
+    FuzzFile,
+    assert_user_readable,
+    check_schema,
+    damaged_files,
+    make_image,
+    peak_rss_mb,
+    random_bytes,
+    real_png_bomb,
+    record_counts,
+)
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # PIL warns about each corrupt TIFF/EXIF block
@@ -88,7 +100,8 @@ def test_load_image_on_damaged_files(upload_dir: Path, file: FuzzFile, as_path: 
 
 # ------------------------------------------------------------------ the recognizer
 
-EXTREME_SIZES = [(1, 1), (1, 1500), (1500, 1), (2, 2000), (2000, 3), (1, 1281), (1281, 1), (7, 640), (2000, 2000)]
+EXTREME_SIZES = [(1, 1), (1, 1500), (1500, 1), (2, 2000), (2000, 3), (1, 1281), (1281, 1), (7, 640), (512, 1914),
+                 (2000, 2000)]
 ARRAY_KINDS = ["gray uint8", "rgb uint8", "rgba uint8", "gray uint16", "rgb float32", "gray float64"]
 
 
@@ -128,7 +141,8 @@ def test_recognizer_on_random_images(recognizer: EmotionRecognizer, drawn: tuple
 
 @pytest.mark.parametrize("size", EXTREME_SIZES)
 def test_recognizer_on_extreme_shapes(recognizer: EmotionRecognizer, size: tuple[int, int]) -> None:
-    """Strips like 1x1500 once crashed the face detector's resize (width rounded to 0 px)."""
+    """Strips like 1x1500 once crashed the face detector's resize (width rounded to 0 px); 512x1914 without a face
+    was boxed 511 px wide (the working copy's size scaled back)."""
     COUNTS["recognizer: extreme shapes"] += 1
     check_schema(recognizer.recognize(make_image("RGB", size, 0)), recognizer.labels, size)
 

@@ -93,7 +93,8 @@ def test_a_trapped_pickle_alone_is_refused_without_unpickling(tiny_model_dir: Pa
     ("edit", "message"),
     [
         (lambda state: state.pop("head.fc2.weight"), r"missing_keys: \['head.fc2.weight'\]"),
-        (lambda state: state.__setitem__("head.extra.weight", torch.zeros(3)), r"unexpected_keys: \['head.extra.weight'\]"),
+        (lambda state: state.__setitem__("head.extra.weight", torch.zeros(3)),
+         r"unexpected_keys: \['head.extra.weight'\]"),
         (lambda state: state.__setitem__("head.fc2.weight", torch.zeros(6, 32)), "size mismatch"),
         (lambda state: state.__setitem__("features.0.weight", torch.zeros(64, 1, 3, 3)), "size mismatch"),
     ],
