@@ -245,7 +245,7 @@ def test_a_full_queue_refuses_with_a_message(recognizer: EmotionRecognizer, monk
     original = recognizer.recognize
 
     def slow(image: object) -> dict:
-        time.sleep(0.5)
+        time.sleep(1.0)  # long enough that all 6 requests arrive while the first still runs
         return original(image)
 
     monkeypatch.setattr(recognizer, "recognize", slow)
