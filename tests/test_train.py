@@ -347,19 +347,25 @@ def test_card_of_an_imagenet_fine_tune_names_the_base_model_and_hub_dataset() ->
 # --- recipe and sharding (no training) ---------------------------------------------------------------
 
 
-def test_presets_hold_the_seed_and_release_recipes() -> None:
+def test_presets_hold_the_seed_measured_and_release_recipes() -> None:
     seed, _ = parse_args(["--config", "train/configs/seed.yaml"])
     assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs) == ("adam", 1e-4, 512, 20)
     assert (seed.freeze_until, seed.hidden_size, seed.augment, seed.pretrained) == ("block4_conv1", 32, False, True)
     assert seed == Recipe(), "the dataclass defaults are the seed's recipe"
-    best, _ = parse_args(["--config", "train/configs/best.yaml"])
-    assert (best.pretrained, best.freeze_until, best.optimizer, best.nesterov, best.momentum) == (
+    measured, _ = parse_args(["--config", "train/configs/onecycle60.yaml"])
+    assert (measured.pretrained, measured.freeze_until, measured.optimizer, measured.nesterov, measured.momentum) == (
         False, None, "sgd", True, 0.9)
-    assert (best.lr, best.scheduler, best.weight_decay, best.batch_size, best.epochs) == (
+    assert (measured.lr, measured.scheduler, measured.weight_decay, measured.batch_size, measured.epochs) == (
         0.01, "onecycle", 5e-4, 128, 60)
-    assert (best.augment, best.rotation, best.scale, best.translate, best.hflip, best.erasing_size) == (
-        True, 10.0, 0.1, 0.1, True, 16)
-    assert (best.mixed_precision, best.channels_last) == ("bf16", True)
+    assert (measured.augment, measured.rotation, measured.scale, measured.translate, measured.hflip,
+            measured.erasing_size) == (True, 10.0, 0.1, 0.1, True, 16)
+    assert (measured.mixed_precision, measured.channels_last, measured.torch_compile, measured.tta) == (
+        "bf16", True, True, "flip")
+    best, _ = parse_args(["--config", "train/configs/best.yaml"])
+    changed = {k for k, v in vars(best).items() if getattr(measured, k) != v}
+    assert changed == {"epochs", "label_smoothing", "ema_decay", "tta"}, "best.yaml = onecycle60.yaml + the hypothesis"
+    assert (best.epochs, best.label_smoothing, best.ema_decay, best.tta, best.hidden_size) == (
+        100, 0.1, 0.999, "10crop", 32)
 
 
 def test_flags_override_the_preset() -> None:

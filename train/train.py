@@ -405,13 +405,34 @@ def build_loss(recipe: Recipe, weights: torch.Tensor | None = None) -> Callable[
     return partial(F.cross_entropy, weight=weights, label_smoothing=recipe.label_smoothing)
 
 
-def build_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
-    """EMA of the weights and of the BatchNorm buffers (timm's convention), on the model's device.
+class EMAModel(AveragedModel):
+    """torch's AveragedModel with the EMA update (get_ema_multi_avg_fn) over weights and BatchNorm buffers.
 
-    Built without `device=`, so AveragedModel keeps its step counter on the CPU and updating it never
-    waits for the GPU.
+    Its own update_parameters avoids the two host-device syncs per step of the stock one (it tests and
+    moves the device-side `n_averaged`): here `n_averaged` stays on the CPU, the float tensors go through
+    the library's multi-tensor EMA function, and integer buffers (BatchNorm's step counter) are copied.
     """
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        first = int(self.n_averaged) == 0  # the first update copies, as AveragedModel's does
+        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point() and not first]
+        if floats:
+            self.multi_avg_fn([a for a, _ in floats], [c for _, c in floats], self.n_averaged)
+        for a, c in zip(averaged, current, strict=True):
+            if first or not a.is_floating_point():
+                a.copy_(c)
+        self.n_averaged += 1
+
+
+def build_ema(model: torch.nn.Module, decay: float) -> EMAModel:
+    """EMA of the weights and of the BatchNorm buffers (timm's convention), on the model's device."""
+    return EMAModel(model, decay)
 
 
 def build_swa(model: torch.nn.Module) -> AveragedModel:
@@ -466,7 +487,7 @@ def training_step(
 def train_one_epoch(
     accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any, recipe: Recipe,
     config: FerConfig, images: torch.Tensor, labels: torch.Tensor, epoch: int, augment: BatchAugment | None,
-    loss_fn: Callable[..., torch.Tensor], ema: AveragedModel | None = None, raw_model: torch.nn.Module | None = None,
+    loss_fn: Callable[..., torch.Tensor], ema: EMAModel | None = None, raw_model: torch.nn.Module | None = None,
 ) -> tuple[float, float]:
     """One epoch on this process's shard. Returns (mean train loss over all processes, images/s)."""
     model.train()
