@@ -248,7 +248,8 @@ def test_resume_refuses_a_changed_recipe(resumed_run: dict, killed_run: dict, da
 
 def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypatch) -> None:
     """vgg16_bn, a wider head, dropout, class weights, warm restarts, label smoothing, CutMix, EMA and SWA
-    with its own lr in one run; then the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
+    with its own lr in one run, stopped after epoch 1 and resumed; then the push, checked at the HfApi boundary
+    (one upload, no checkpoints/logs)."""
     from huggingface_hub import HfApi, RepoUrl
     from huggingface_hub.utils import filter_repo_objects
 
@@ -276,9 +277,12 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
                "--restart_cycles", "2", "--label_smoothing", "0.1", "--augment", "--cutmix_alpha", "1.0",
                "--ema_decay", "0.9", "--epochs", "2", "--swa_epochs", "1", "--swa_lr", "2e-4",
                "--batch_size", "16", "--checkpoints_total_limit", "2"]
-    metrics = in_process([*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir),
-                          "--report_to", "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test",
-                          "--hub_private"])
+    command = [*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir), "--report_to",
+               "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test", "--hub_private"]
+    stopped = in_process([*command, "--stop_after_epoch", "1"])  # as a run split over two GPU-box calls
+    assert stopped["stopped_after_epoch"] == 1 and not (output_dir / "metrics.json").exists() and not calls
+    AcceleratorState._reset_state(True)
+    metrics = in_process([*command, "--resume_from_checkpoint", "latest"])
 
     config = json.loads((output_dir / "config.json").read_text())
     assert (config["backbone"], config["image_size"], config["hidden_size"], config["head_dropout"]) == (

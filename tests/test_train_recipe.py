@@ -167,20 +167,22 @@ def test_swa_averages_snapshots_and_recomputes_batchnorm_statistics() -> None:
     second = model.state_dict()
     torch.testing.assert_close(swa.module.state_dict()["features.0.weight"],
                                (first["features.0.weight"] + second["features.0.weight"]) / 2)
-    images = torch.randint(0, 256, (12, 1, 48, 48), dtype=torch.uint8)
-    labels = torch.zeros(12, dtype=torch.long)
+    images = torch.randint(0, 256, (13, 1, 48, 48), dtype=torch.uint8)  # batches of 4, 4 and 4 + 1
+    labels = torch.zeros(13, dtype=torch.long)
     accelerator = train_script.Accelerator(cpu=True)
     try:
         train_script.finish_swa(accelerator, swa, images, labels, swa.module.config, batch_size=4, channels_last=False)
     finally:
         AcceleratorState._reset_state(True)
-    with torch.no_grad():  # the head's BatchNorm input over all 12 images, exactly what update_bn should average
+    with torch.no_grad():  # the head's BatchNorm input, exactly what update_bn should average
         head = swa.module.head
         hidden = head.act(head.fc1(torch.flatten(swa.module.features(
             gray_to_pixel_values(images, swa.module.config)), 1)))
-    torch.testing.assert_close(head.norm.running_mean, hidden.mean(0), rtol=1e-4, atol=1e-5)
-    per_batch_var = hidden.view(3, 4, -1).var(1).mean(0)  # BatchNorm's variance is per batch (of 4), averaged
-    torch.testing.assert_close(head.norm.running_var, per_batch_var, rtol=1e-4, atol=1e-5)
+    batches = hidden.split([4, 4, 5])  # BatchNorm's statistics are per batch, then averaged over batches
+    torch.testing.assert_close(head.norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0),
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(head.norm.running_var, torch.stack([b.var(0) for b in batches]).mean(0),
+                               rtol=1e-4, atol=1e-5)
 
 
 # --- model options ----------------------------------------------------------------------------------

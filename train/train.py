@@ -542,9 +542,12 @@ def finish_swa(accelerator: Accelerator, swa: AveragedModel, images: torch.Tenso
                config: FerConfig, batch_size: int, channels_last: bool) -> None:
     """Recompute the averaged model's BatchNorm statistics over the whole (unaugmented) training set.
 
-    Every process uses all training images, so the processes end with identical SWA models.
+    Every process uses all training images, so the processes end with identical SWA models. A last batch
+    of one face joins the one before (BatchNorm cannot take statistics of a single sample).
     """
     batches = list(torch.arange(len(labels)).split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
     with accelerator.autocast():
         update_bn(training_batches(images, labels, batches, config, channels_last=channels_last), swa)
 
