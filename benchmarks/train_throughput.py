@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="default: the preset's")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: the preset's torch_compile)")
+    parser.add_argument("--compile_mode", choices=train.COMPILE_MODES, default=None,
+                        help="torch.compile mode (default: the preset's); reduce-overhead uses CUDA graphs")
     parser.add_argument("--steps", type=int, default=128, help="timed steps per measurement (rounded up to chunks)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation, cuDNN autotuning)")
     parser.add_argument("--augment_chunk", type=int, default=None,
@@ -67,11 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def benchmark_recipe(args: argparse.Namespace) -> train.Recipe:
     recipe, _ = train.parse_args(["--config", args.config])
     overrides = {"batch_size": args.batch_size, "image_size": args.image_size,
-                 "mixed_precision": args.mixed_precision, "torch_compile": args.compile}
+                 "mixed_precision": args.mixed_precision, "torch_compile": args.compile,
+                 "compile_mode": args.compile_mode}
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
-    if not recipe.torch_compile:
-        recipe = replace(recipe, compile_mode="default")
-    return recipe
+    return replace(recipe) if recipe.torch_compile else replace(recipe, compile_mode="default")  # validated again
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -229,7 +230,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": f"{device.type} ({name})", "torch": torch.__version__, "config": args.config,
         "backbone": recipe.backbone, "image_size": recipe.image_size, "batch_size": recipe.batch_size,
         "mixed_precision": recipe.mixed_precision, "channels_last": recipe.channels_last,
-        "torch_compile": recipe.torch_compile, "augment": recipe.augment, "num_workers": args.num_workers,
+        "torch_compile": recipe.torch_compile, "compile_mode": recipe.compile_mode, "augment": recipe.augment,
+        "num_workers": args.num_workers,
         "augment_chunk": train.AUGMENT_CHUNK_IMAGES,
         "data": f"{args.dataset} ({len(labels)} faces, PNG decoded per sample)" if args.dataset
         else f"synthetic ({len(labels)} faces, in-memory PIL images)", "steps": steps, "warmup": warmup,
@@ -246,7 +248,7 @@ def report(results: dict[str, Any]) -> str:
         f"train throughput on {setup['device']}, torch {setup['torch']}",
         f"recipe {Path(setup['config']).name}: {setup['backbone']} {setup['image_size']} px, batch "
         f"{setup['batch_size']}, {setup['mixed_precision']}, channels_last {setup['channels_last']}, "
-        f"compile {setup['torch_compile']}, augmentation {setup['augment']}",
+        f"compile {setup['torch_compile']} ({setup['compile_mode']}), augmentation {setup['augment']}",
         f"data: {setup['data']}; conventional DataLoader num_workers={setup['num_workers']}; "
         f"train.py augments {setup['augment_chunk']} faces per call",
         f"timed: {setup['steps']} batches after {setup['warmup']} warm-up batches, per figure",
