@@ -608,13 +608,17 @@ def resume_state(spec: str, output_dir: Path, recipe: Recipe) -> tuple[Path, dic
 def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> dict[str, Any]:
     run_start = time.perf_counter()
     output_dir = Path(options.output_dir)
-    if recipe.freeze_until and not recipe.pretrained:
-        print(f"note: freeze_until={recipe.freeze_until} ignored: training from scratch (--no-pretrained)")
+    if options.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint_every {options.checkpoint_every}: must be >= 1 (epochs)")
+    ignored_freeze = recipe.freeze_until if recipe.freeze_until and not recipe.pretrained else None
+    if ignored_freeze:  # freezing only makes sense on top of ImageNet weights
         recipe = replace(recipe, freeze_until=None)
     # A bad checkpoint or a changed recipe fails here, before any data is loaded.
     checkpoint, resumed = (resume_state(options.resume_from_checkpoint, output_dir, recipe)
                            if options.resume_from_checkpoint else (None, None))
     accelerator = build_accelerator(recipe, options.cpu, options.report_to, str(output_dir / "logs"))
+    if ignored_freeze:
+        accelerator.print(f"note: freeze_until={ignored_freeze} ignored: training from scratch (--no-pretrained)")
     set_seed(recipe.seed)
     if not accelerator.is_local_main_process:
         import datasets
@@ -709,7 +713,7 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
         state["history"].append(record)
         state["epoch"] = epoch
         stopping = options.stop_after_epoch is not None and options.stop_after_epoch <= epoch < recipe.epochs
-        if epoch % max(options.checkpoint_every, 1) == 0 or epoch == recipe.epochs or stopping:
+        if epoch % options.checkpoint_every == 0 or epoch == recipe.epochs or stopping:
             save_checkpoint(output_dir, epoch, state, accelerator.save_state, state["best_model_files"],
                             options.checkpoints_total_limit, accelerator.is_main_process,
                             accelerator.wait_for_everyone)
