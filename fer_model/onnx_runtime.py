@@ -96,6 +96,9 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting after a run: spinning threads would steal the cores from the face detector that
+        # runs next (measured: 41 -> 31 ms end to end on the astronaut photo, 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
