@@ -10,11 +10,10 @@ that the seed's architecture replaces.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 import numpy as np
 import torch
@@ -23,15 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
 
 
-def median_ms(fn: Callable[[], object], runs: int, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
