@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,13 @@ needs_released_model = pytest.mark.skipif(
     not (RELEASED_MODEL_DIR / "config.json").is_file(),
     reason=f"no released model at {RELEASED_MODEL_DIR} (published by a train/train.py run)",
 )
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for servers a test starts on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def save_random_model(folder: Path, seed: int = 0, **config_kwargs) -> Path:

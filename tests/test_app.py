@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,18 +17,13 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
+from tests.app_server import launched_demo
 from fer_model import EmotionRecognizer
 from tests.image_files import ASTRONAUT, COFFEE, GROUP, REPO, bad_files, odd_images
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates: not ours to fix, and noise in the report
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +33,8 @@ def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
 
 @pytest.fixture(scope="module")
 def demo(recognizer: EmotionRecognizer) -> Iterator:
-    demo = app.build_demo(recognizer, "tiny random model")
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                max_file_size=app.MAX_FILE_SIZE)
-    yield demo
-    demo.close()
+    with launched_demo(recognizer) as demo:
+        yield demo
 
 
 @pytest.fixture(scope="module")

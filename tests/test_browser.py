@@ -6,7 +6,6 @@ go to tests/artifacts/browser_photo_tab.png and browser_live_tab.png (ignored by
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from PIL import Image
 import app
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
+from tests.app_server import launched_demo
 from tests.image_files import ASTRONAUT, GROUP
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,13 +32,8 @@ pytestmark = [pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at
 
 @pytest.fixture(scope="module")
 def url(tiny_model_dir: Path) -> Iterator[str]:
-    demo = app.build_demo(EmotionRecognizer.from_pretrained(tiny_model_dir), "tiny random model")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield demo.local_url
-    demo.close()
+    with launched_demo(EmotionRecognizer.from_pretrained(tiny_model_dir)) as demo:
+        yield demo.local_url
 
 
 def write_y4m(image: Image.Image, path: Path, frames: int = 2) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
+from tests.app_server import launched_demo
+from tests.conftest import free_port
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
 from tests.fuzz_inputs import (
@@ -67,11 +68,8 @@ def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
 
 @pytest.fixture(scope="module")
 def demo(recognizer: EmotionRecognizer) -> Iterator[gr.Blocks]:
-    demo = app.build_demo(recognizer, "tiny random model")
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-                max_file_size=app.MAX_FILE_SIZE)
-    yield demo
-    demo.close()
+    with launched_demo(recognizer) as demo:
+        yield demo
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +82,6 @@ def upload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("uploads") / SECRET_DIR
     folder.mkdir()
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def predict_fn(demo: gr.Blocks):

@@ -8,7 +8,6 @@ counted every validation and test sample exactly once despite the uneven split o
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -18,16 +17,10 @@ import numpy as np
 from huggingface_hub import ModelCard
 
 from fer_model import FER2013_LABELS
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.tiny_fer import split_arrays, write_hub_folder
 
 SIZES = {"train": 29, "validation": 15, "test": 13}  # odd sizes: the processes get uneven eval shards
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path) -> None:
