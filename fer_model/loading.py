@@ -22,6 +22,9 @@ def load_model(
     Raises OSError naming the source, and how to point at another model, when it cannot be loaded.
     """
     source = str(Path(source).expanduser()) if str(source).startswith("~") else str(source)
+    if _looks_like_path(source) and not Path(source).exists():
+        raise OSError(f"There is no model folder at {source!r}. Point --model (or the FER_MODEL environment "
+                      "variable) at a folder written by train/train.py or save_pretrained(), or at a Hub repo id.")
     try:
         model = FerForImageClassification.from_pretrained(source)
         processor = FerImageProcessor.from_pretrained(source)
@@ -32,3 +35,8 @@ def load_model(
             "train/train.py or save_pretrained(), or at a Hub repo id that is reachable."
         ) from error
     return model.to(device).eval(), processor
+
+
+def _looks_like_path(source: str) -> bool:
+    """A Hub id is "name" or "owner/name"; anything else with a slash or a leading . / ~ is a folder."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source.replace("/", "")

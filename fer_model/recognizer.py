@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -63,9 +62,6 @@ class EmotionRecognizer:
         `onnx`: an exported model file (`python -m fer_model export-onnx`) to run with onnxruntime instead
         of PyTorch; the folder still supplies the config and the processor.
         """
-        if _looks_like_path(str(source)) and not Path(source).expanduser().exists():
-            raise OSError(f"There is no model folder at {str(source)!r}. Point --model (or the FER_MODEL environment "
-                          "variable) at a folder written by train/train.py or save_pretrained(), or at a Hub repo id.")
         model, processor = load_model(source, device=device)
         if onnx:
             from .onnx_runtime import OnnxClassifier
@@ -120,10 +116,6 @@ class EmotionRecognizer:
             "scores": {label: round(float(p), 6) for label, p in zip(self.labels, probabilities, strict=True)},
         }
 
-
-def _looks_like_path(source: str) -> bool:
-    """A Hub id is "name" or "owner/name"; anything else with a slash or a leading . / ~ is a folder."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source.replace("/", "")
 
 
 def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:

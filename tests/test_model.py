@@ -193,3 +193,10 @@ def test_mismatched_weights_are_an_error(tiny_model_dir: Path, tmp_path: Path) -
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(Exception, match="(?i)size mismatch|mismatch"):
         FerForImageClassification.from_pretrained(folder)
+
+
+def test_load_model_names_a_missing_folder() -> None:
+    from fer_model import load_model
+
+    with pytest.raises(OSError, match="There is no model folder at './no/such/model'.*FER_MODEL"):
+        load_model("./no/such/model")
