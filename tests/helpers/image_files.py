@@ -9,12 +9,10 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO
 ASTRONAUT = REPO / "examples" / "astronaut.jpg"
 GROUP = REPO / "examples" / "group.jpg"
 COFFEE = REPO / "examples" / "coffee.jpg"

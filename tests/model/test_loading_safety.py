@@ -1,6 +1,6 @@
 """Loading a model folder safely: safetensors only (pickles never unpickled), strict weights, validated config.
 
-tests/test_model.py already checks that a folder holding only pickle weights is refused and that a config whose
+tests/model/test_model.py already checks that a folder holding only pickle weights is refused and that a config whose
 hidden_size disagrees with the weights is an error; these tests go further: a booby-trapped pickle next to the
 safetensors must never be unpickled by any loading path, a missing / unexpected / reshaped tensor is a
 ValueError naming it, a damaged weights file is an OSError, and an unknown backbone is a ValueError naming it.

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.image_files import ASTRONAUT, REPO
+from tests.helpers.image_files import ASTRONAUT
+from tests.helpers.paths import REPO
 
 spec = importlib.util.spec_from_file_location("load_benchmark", REPO / "benchmarks" / "load.py")
 load = importlib.util.module_from_spec(spec)

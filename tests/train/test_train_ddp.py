@@ -17,8 +17,9 @@ import numpy as np
 from huggingface_hub import ModelCard
 
 from fer_model import FER2013_LABELS
-from tests.conftest import REPO, free_port
-from tests.tiny_fer import split_arrays, write_hub_folder
+from tests.helpers.network import free_port
+from tests.helpers.paths import REPO
+from tests.helpers.tiny_fer import split_arrays, write_hub_folder
 
 SIZES = {"train": 29, "validation": 15, "test": 13}  # odd sizes: the processes get uneven eval shards
 

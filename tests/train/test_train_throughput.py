@@ -10,7 +10,7 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from PIL import Image as PILImage
 
 from fer_model import FER2013_LABELS
 from fer_model.data import FEATURES, DataError, load_fer2013, split_to_tensors
-from tests.conftest import FER2013_DIR, needs_fer2013
-from tests.tiny_fer import SIZES, hub_dataset, split_arrays, write_hub_folder, write_image_folder, write_kaggle_csv
+from tests.helpers.paths import FER2013_DIR, needs_fer2013
+from tests.helpers.tiny_fer import SIZES, hub_dataset, split_arrays, write_hub_folder, write_image_folder, write_kaggle_csv
 
 
 def renamed_dataset() -> DatasetDict:

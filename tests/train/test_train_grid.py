@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_fer import SIZES, write_hub_folder
+from tests.helpers.tiny_fer import SIZES, write_hub_folder
 from train import grid_run
 
 

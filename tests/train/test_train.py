@@ -30,8 +30,8 @@ from safetensors.torch import load_file
 from fer_model import FER2013_LABELS, FerForImageClassification, FerImageProcessor
 from fer_model.card import render_model_card
 from fer_model.evaluation import classification_report
-from tests.conftest import REPO
-from tests.tiny_fer import SIZES, write_hub_folder
+from tests.helpers.paths import REPO
+from tests.helpers.tiny_fer import SIZES, write_hub_folder
 from train import train as train_script
 from train.checkpoints import CheckpointError
 from train.train import Recipe, class_weights, epoch_batches, parse_args, steps_per_epoch

@@ -16,11 +16,11 @@ from PIL import Image
 import app
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.app_server import launched_demo
-from tests.image_files import ASTRONAUT, GROUP
+from tests.helpers.app_server import launched_demo
+from tests.helpers.image_files import ASTRONAUT, GROUP
+from tests.helpers.paths import ARTIFACTS
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 

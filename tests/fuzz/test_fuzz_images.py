@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 from fer_model import EmotionRecognizer
 from fer_model.images import FORMATS as LOADABLE_FORMATS
 from fer_model.images import ImageLoadError, load_image
-from tests.fuzz_inputs import (
+from tests.helpers.fuzz_inputs import (
     BOMB_WRITERS,
     COUNTS,
     MODES,
@@ -35,6 +35,7 @@ from tests.fuzz_inputs import (
     real_png_bomb,
     record_counts,
 )
+from tests.helpers.paths import REPO
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # PIL warns about each corrupt TIFF/EXIF block
@@ -216,6 +217,6 @@ def test_only_photo_formats_are_decoded(tmp_path: Path, fmt: str) -> None:
         path.write_bytes(b"8BPS\x00\x01" + b"\x00" * 6 + b"\x00\x01" + b"\x00\x00\x00\x01" * 2 + b"\x00\x08\x00\x01"
                          + b"\x00" * 12 + b"\x00\x00\x00")
     else:
-        Image.open(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg").convert("RGB").save(path, fmt)
+        Image.open(REPO / "examples" / "astronaut.jpg").convert("RGB").save(path, fmt)
     with pytest.raises(ImageLoadError, match="not an image file that can be read"):
         load_image(path)

@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from tests.app_server import launched_demo
-from tests.conftest import free_port
+from tests.helpers.app_server import launched_demo
+from tests.helpers.network import free_port
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.fuzz_inputs import (
+from tests.helpers.fuzz_inputs import (
     BOMB_WRITERS,
     COUNTS,
     PER_CALL_LIMIT_S,
@@ -44,7 +44,7 @@ from tests.fuzz_inputs import (
     real_png_bomb,
     record_counts,
 )
-from tests.image_files import ASTRONAUT
+from tests.helpers.image_files import ASTRONAUT
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                   HealthCheck.function_scoped_fixture])

@@ -17,9 +17,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
-from tests.app_server import launched_demo
+from tests.helpers.app_server import launched_demo
 from fer_model import EmotionRecognizer
-from tests.image_files import ASTRONAUT, COFFEE, GROUP, REPO, bad_files, odd_images
+from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
+from tests.helpers.paths import REPO
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates: not ours to fix, and noise in the report
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fer_model import FerForImageClassification, FerImageProcessor
-from tests.conftest import FER2013_DIR, needs_fer2013
+from tests.helpers.paths import FER2013_DIR, needs_fer2013
 
 
 @needs_fer2013

@@ -9,7 +9,7 @@ import gradio as gr
 
 import app
 from fer_model import EmotionRecognizer
-from tests.conftest import free_port
+from tests.helpers.network import free_port
 
 
 @contextlib.contextmanager

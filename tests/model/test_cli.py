@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from fer_model.__main__ import main
-from tests.image_files import ASTRONAUT, COFFEE, GROUP, REPO, bad_files
+from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files
+from tests.helpers.paths import REPO
 
 
 def test_one_json_line_per_image(tiny_model_dir: Path, capsys: pytest.CaptureFixture) -> None:

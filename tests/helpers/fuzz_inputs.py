@@ -23,9 +23,10 @@ import pytest
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.image_files import ASTRONAUT, REPO, png_declaring
+from tests.helpers.image_files import ASTRONAUT, png_declaring
+from tests.helpers.paths import ARTIFACTS
 
-COUNTS_FILE = REPO / "tests" / "artifacts" / "fuzz_counts.json"
+COUNTS_FILE = ARTIFACTS / "fuzz_counts.json"
 FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"]
 MODES = ["L", "RGB", "RGBA", "P", "CMYK", "I;16", "1", "LA"]
 MAGIC = [b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"GIF87a", b"BM", b"II*\x00", b"MM\x00*",

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fer_model.faces import FaceDetector
-from tests.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, gradient, tile_2x2
+from tests.helpers.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, gradient, tile_2x2
 
 
 def gray(image: Image.Image) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fer_model.images import ImageLoadError, fit_within, load_image
-from tests.image_files import ASTRONAUT, bad_files, odd_images
+from tests.helpers.image_files import ASTRONAUT, bad_files, odd_images
 
 
 @pytest.fixture(scope="module")
