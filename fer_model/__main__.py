@@ -96,7 +96,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 def calibration_batch(source: str, config: object, samples: int) -> object:
     """pixel_values of `samples` training faces (seeded sample: splits may be sorted by label)."""
     from .data import load_fer2013, split_to_tensors
-    from .evaluation import gray_to_pixel_values
+    from .image_processing import gray_to_pixel_values
 
     train = load_fer2013(source)["train"]
     images, _ = split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))

@@ -1,8 +1,7 @@
 """Evaluation shared by training and `python -m fer_model evaluate`: tensors in, metrics out.
 
-`gray_to_pixel_values` is the one path from decoded uint8 faces to model inputs (resize, then the
-processor's `normalize_gray`), used by training, by its evaluation and by `evaluate_folder`, so the
-three agree exactly. Metrics follow scikit-learn's definitions (zero where a ratio is undefined).
+Faces become model inputs through `fer_model.image_processing.gray_to_pixel_values`, the same function
+training uses, so training, its evaluation and `evaluate_folder` agree exactly. Metrics follow scikit-learn's definitions (zero where a ratio is undefined).
 """
 
 from __future__ import annotations
@@ -14,22 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 
-from .image_processing import normalize_gray
+from .image_processing import gray_to_pixel_values
 from .tta import logits_with_tta
-
-
-def gray_to_pixel_values(gray: torch.Tensor, config: Any, channels_last: bool = False) -> torch.Tensor:
-    """(N, 1, H, W) grey in [0, 1] (or uint8) -> (N, 3, S, S) normalised pixel_values for `config`."""
-    if gray.dtype == torch.uint8:
-        gray = gray.float() / 255.0
-    size = config.image_size
-    if gray.shape[-2:] != (size, size):
-        gray = F.interpolate(gray, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    pixel_values = normalize_gray(gray, config.image_mean, config.image_std)
-    return pixel_values.contiguous(memory_format=torch.channels_last) if channels_last else pixel_values
 
 
 def predict_logits(

@@ -58,12 +58,11 @@ from fer_model.data import load_fer2013, split_to_tensors  # noqa: E402
 from fer_model.evaluation import (  # noqa: E402
     classification_report,
     confusion_matrix,
-    gray_to_pixel_values,
     plot_confusion_matrix,
     predict_logits,
 )
+from fer_model.image_processing import gray_to_pixel_values  # noqa: E402
 from train.augment import BatchAugment, mix_batch  # noqa: E402
-from train.recipe import CLASS_WEIGHTS, COMPILE_MODES, Recipe, RunOptions, parse_args  # noqa: E402, F401 (re-exported)
 from train.checkpoints import (  # noqa: E402
     CheckpointError,
     find_checkpoint,
@@ -72,6 +71,7 @@ from train.checkpoints import (  # noqa: E402
     save_checkpoint,
     verify_checkpoint,
 )
+from train.recipe import CLASS_WEIGHTS, COMPILE_MODES, Recipe, RunOptions, parse_args  # noqa: E402, F401 (re-exported)
 
 PROJECT_NAME = "fer-vgg16"
 PUSH_IGNORE_PATTERNS = ["checkpoints/*", "logs/*"]

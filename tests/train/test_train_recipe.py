@@ -17,7 +17,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DynamoBackend
 
 from fer_model import FerConfig, FerForImageClassification
-from fer_model.evaluation import gray_to_pixel_values
+from fer_model.image_processing import gray_to_pixel_values
 from train import train as train_script
 from train.augment import BatchAugment
 from train.checkpoints import (
