@@ -9,11 +9,13 @@ the averaged probabilities and `argmax` the averaged decision.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
-TTA_MODES = ("none", "flip", "10crop")
+TtaMode = Literal["none", "flip", "10crop"]  # the one list of modes; TTA_MODES is derived from it
+TTA_MODES: tuple[str, ...] = get_args(TtaMode)
 CROP_FRACTION = 11 / 12  # 44 px of 48
 
 
