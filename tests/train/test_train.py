@@ -116,12 +116,15 @@ def killed_run(cli_run: tuple[Path, str], dataset_dir: str, tmp_path_factory: py
 
 @pytest.fixture(scope="module")
 def resumed_run(killed_run: dict, dataset_dir: str) -> dict:
-    """The killed run resumed (in this process) with --resume_from_checkpoint latest."""
+    """The killed run resumed (in this process) with --resume_from_checkpoint latest: its metrics and output."""
     command = cli_command(dataset_dir, killed_run["output_dir"])[2:]
+    stdout = io.StringIO()
     try:
-        return train_script.main([*command, "--resume_from_checkpoint", "latest"])
+        with contextlib.redirect_stdout(stdout):
+            metrics = train_script.main([*command, "--resume_from_checkpoint", "latest"])
     finally:
         AcceleratorState._reset_state(True)
+    return {**metrics, "stdout": stdout.getvalue()}
 
 
 def test_cli_run_prints_one_summary_line_per_epoch(cli_run: tuple[Path, str]) -> None:
@@ -218,6 +221,10 @@ def test_resumed_run_finishes_exactly_like_the_uninterrupted_one(cli_run: tuple[
     resumed_dir = killed_run["output_dir"]
     straight = json.loads((straight_dir / "metrics.json").read_text())
     assert resumed_run["training"]["epochs_completed"] == 2
+    # it did continue: epoch 1 restored from checkpoint_1 (model, optimizer, schedule, EMA, state), not retrained
+    assert f"resumed from {resumed_dir / 'checkpoints' / 'checkpoint_1'} (epoch 1," in resumed_run["stdout"]
+    assert [line.split(":")[0] for line in resumed_run["stdout"].splitlines() if line.startswith("epoch ")] == [
+        "epoch 2/2"]
     assert without_timings(json.loads((resumed_dir / "metrics.json").read_text())) == without_timings(straight)
     last = "checkpoints/checkpoint_2"
     for name in ("model.safetensors", f"{last}/model.safetensors"):  # published model, last raw weights
