@@ -35,8 +35,8 @@ def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoade
     return report, loss_sum / max(report["num_samples"], 1)
 
 
-def test_best_model(accelerator: Accelerator, output_dir: Path, recipe: Recipe, val_loader: DataLoader,
-                    test_loader: DataLoader, config: FerConfig) -> dict[str, Any]:
+def evaluate_best_model(accelerator: Accelerator, output_dir: Path, recipe: Recipe, val_loader: DataLoader,
+                        test_loader: DataLoader, config: FerConfig) -> dict[str, Any]:
     """Test metrics of the best model reloaded from disk (exactly what gets published), with the recipe's TTA."""
     accelerator.wait_for_everyone()
     if not (output_dir / "config.json").is_file():

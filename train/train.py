@@ -45,7 +45,7 @@ from train.augment import build_augment, build_mixup  # noqa: E402
 from train.batches import DeviceBatches  # noqa: E402
 from train.checkpoints import load_checkpoint, project_configuration, resume_checkpoint, save_checkpoint  # noqa: E402
 from train.ema import EMAModel  # noqa: E402
-from train.evaluation import evaluate, test_best_model  # noqa: E402
+from train.evaluation import evaluate, evaluate_best_model  # noqa: E402
 from train.optim import build_optimizer, build_scheduler  # noqa: E402
 from train.publish import save_best_model, write_model_folder  # noqa: E402
 from train.recipe import Recipe, RunOptions, parse_args  # noqa: E402
@@ -227,7 +227,7 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
                               "--resume_from_checkpoint latest")
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state.state_dict()}
-    metrics = test_best_model(accelerator, output_dir, recipe, val_loader, test_loader, config)
+    metrics = evaluate_best_model(accelerator, output_dir, recipe, val_loader, test_loader, config)
     metrics["validation"] = {k: getattr(state, k) for k in ("best_accuracy", "best_epoch", "best_model", "history")}
     metrics["training"] = training_summary(accelerator, recipe, state, splits, run_start)
     if accelerator.is_main_process:
