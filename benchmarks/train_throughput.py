@@ -1,7 +1,8 @@
 """Training throughput (images/s) of train/train.py against a conventional input pipeline, in one run.
 
 train.py's path (its own functions, imported): the uint8 faces resident on the device, one permutation
-per epoch, augmentation batched on the device in chunks (`training_batches`), then `training_step`.
+per epoch, augmentation batched on the device in chunks (train/batches.py: `epoch_batches` ->
+`training_batches`), then train.py's `training_step`.
 Conventional path: torchvision.transforms.v2 on PIL images, per sample (RandomAffine: rotation, scale and
 shift as the recipe; RandomHorizontalFlip; grey to 3 channels; ToImage/ToDtype/Normalize; RandomErasing
 of a 16x16 square), in a DataLoader with worker processes, copied to the device, then the same
@@ -27,17 +28,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout, no install needed
 from fer_model.configuration import FER2013_LABELS  # noqa: E402
-from train import train  # noqa: E402
-from train.augment import BatchAugment  # noqa: E402
+from train import optim, train  # noqa: E402
+from train.augment import build_augment  # noqa: E402
+from train.batches import AUGMENT_CHUNK_IMAGES, epoch_batches, training_batches  # noqa: E402
+from train.recipe import CompileMode, Recipe  # noqa: E402
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
@@ -51,12 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="default: the preset's")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: the preset's torch_compile)")
-    parser.add_argument("--compile_mode", choices=train.COMPILE_MODES, default=None,
+    parser.add_argument("--compile_mode", choices=get_args(CompileMode), default=None,
                         help="torch.compile mode (default: the preset's); reduce-overhead uses CUDA graphs")
     parser.add_argument("--steps", type=int, default=128, help="timed steps per measurement (rounded up to chunks)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation, cuDNN autotuning)")
     parser.add_argument("--augment_chunk", type=int, default=None,
-                        help=f"faces augmented per call (default train.py's {train.AUGMENT_CHUNK_IMAGES}); "
+                        help=f"faces augmented per call (default train.py's {AUGMENT_CHUNK_IMAGES}); "
                              "smaller keeps CPU runs short")
     parser.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="DataLoader workers of the conventional pipeline")
@@ -66,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def benchmark_recipe(args: argparse.Namespace) -> train.Recipe:
+def benchmark_recipe(args: argparse.Namespace) -> Recipe:
     recipe, _ = train.parse_args(["--config", args.config])
     overrides = {"batch_size": args.batch_size, "image_size": args.image_size,
                  "mixed_precision": args.mixed_precision, "torch_compile": args.compile,
@@ -107,7 +112,7 @@ class PerSampleFaces(torch.utils.data.Dataset):
         return self.transform(row["image"]), row["label"]
 
 
-def conventional_transform(recipe: train.Recipe, config: Any) -> Callable[[Image.Image], torch.Tensor]:
+def conventional_transform(recipe: Recipe, config: Any) -> Callable[[Image.Image], torch.Tensor]:
     """The recipe's augmentation written the usual way, with torchvision.transforms.v2 on PIL images."""
     from torchvision.transforms import v2
 
@@ -128,7 +133,7 @@ def conventional_transform(recipe: train.Recipe, config: Any) -> Callable[[Image
     return v2.Compose(steps)
 
 
-def conventional_batches(rows: Any, recipe: train.Recipe, config: Any, device: torch.device,
+def conventional_batches(rows: Any, recipe: Recipe, config: Any, device: torch.device,
                          num_workers: int) -> Batches:
     """DataLoader over per-sample transforms, forever (persistent workers); batches moved to the device."""
     loader = torch.utils.data.DataLoader(
@@ -142,14 +147,15 @@ def conventional_batches(rows: Any, recipe: train.Recipe, config: Any, device: t
         yield pixel_values, labels.to(device, non_blocking=True)
 
 
-def train_py_batches(images: torch.Tensor, labels: torch.Tensor, recipe: train.Recipe, config: Any) -> Batches:
+def train_py_batches(images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, config: Any,
+                     chunk_images: int) -> Batches:
     """train.py's own input path (training_batches over epoch_batches), epoch after epoch, forever."""
-    augment = BatchAugment(recipe.rotation, recipe.scale, recipe.translate, recipe.hflip, recipe.erasing_p,
-                           recipe.erasing_size) if recipe.augment else None
+    augment = build_augment(recipe)
     generator = torch.Generator(device=images.device).manual_seed(recipe.seed)
     for epoch in itertools.count(1):
-        batches = train.epoch_batches(len(labels), recipe.batch_size, recipe.seed, epoch, 0, 1)
-        yield from train.training_batches(images, labels, batches, config, augment, generator, recipe.channels_last)
+        order = epoch_batches(len(labels), recipe.batch_size, recipe.seed, epoch, 0, 1)
+        yield from training_batches(images, labels, order, config, augment, generator, recipe.channels_last,
+                                    chunk_images)
 
 
 # --- timing ----------------------------------------------------------------------------------------------
@@ -182,12 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device visible")
-    default_chunk = train.AUGMENT_CHUNK_IMAGES
-    train.AUGMENT_CHUNK_IMAGES = args.augment_chunk or default_chunk
-    try:
-        return run(args)
-    finally:
-        train.AUGMENT_CHUNK_IMAGES = default_chunk  # leave train.py as found (this may run inside pytest)
+    return run(args)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -198,16 +199,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     images, labels, rows = load_faces(args)
     if len(labels) < recipe.batch_size:
         raise SystemExit(f"{len(labels)} faces cannot fill a batch of {recipe.batch_size}")
-    per_chunk = max(1, train.AUGMENT_CHUNK_IMAGES // recipe.batch_size)
+    chunk_images = args.augment_chunk or AUGMENT_CHUNK_IMAGES
+    per_chunk = max(1, chunk_images // recipe.batch_size)
     warmup, steps = whole_chunks(args.warmup, per_chunk), whole_chunks(args.steps, per_chunk)
     torch.manual_seed(recipe.seed)
     model = train.build_model(recipe, list(FER2013_LABELS), pretrained_backbone=False, device=device)
     config = model.config
-    optimizer = train.build_optimizer(recipe, model)
-    scheduler = train.build_scheduler(recipe, optimizer, 2 * (warmup + steps) + 1)
+    optimizer = optim.build_optimizer(recipe, model)
+    scheduler = optim.build_scheduler(recipe, optimizer, 2 * (warmup + steps) + 1)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
-    loss_fn = train.build_loss(recipe)
+    loss_fn = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)
 
     def step(pixel_values: torch.Tensor, target: torch.Tensor) -> None:
         train.training_step(accelerator, model, optimizer, scheduler, pixel_values, target, loss_fn)
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     resident_images, resident_labels = images.to(device), labels.to(device)
     timing = {"steps": steps, "warmup": warmup, "device": device}
     results: dict[str, Any] = {}
-    pipelines = {"train_py": lambda: train_py_batches(resident_images, resident_labels, recipe, config),
+    pipelines = {"train_py": lambda: train_py_batches(resident_images, resident_labels, recipe, config, chunk_images),
                  "conventional": lambda: conventional_batches(rows, recipe, config, device, args.num_workers)}
     for name, pipeline in pipelines.items():
         batches = pipeline()  # one stream per pipeline: its warm-up (workers, first chunk) is paid once
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mixed_precision": recipe.mixed_precision, "channels_last": recipe.channels_last,
         "torch_compile": recipe.torch_compile, "compile_mode": recipe.compile_mode, "augment": recipe.augment,
         "num_workers": args.num_workers,
-        "augment_chunk": train.AUGMENT_CHUNK_IMAGES,
+        "augment_chunk": chunk_images,
         "data": f"{args.dataset} ({len(labels)} faces, PNG decoded per sample)" if args.dataset
         else f"synthetic ({len(labels)} faces, in-memory PIL images)", "steps": steps, "warmup": warmup,
     }

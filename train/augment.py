@@ -1,8 +1,9 @@
 """Batched augmentation on (N, 1, H, W) grey tensors in [0, 1], on whatever device they live on.
 
-Training keeps the decoded dataset resident on the device and augments whole batches here, so there
-is no per-image PIL work in the loop. Every random draw takes an explicit `torch.Generator`, so a
-batch's augmentation depends only on the generator's seed (which makes resumed runs reproducible).
+Training keeps the decoded dataset resident on the device and augments whole chunks of faces here
+(train/batches.py), so there is no per-image PIL work in the loop. Every random draw takes an explicit
+`torch.Generator`, so a chunk's augmentation depends only on the generator's seed (which makes resumed
+runs reproducible). MixUp mixes whole batches of pixel_values and is torchvision's (v2.MixUp, in train.py).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from train.recipe import Recipe
 
 
 def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -68,39 +71,6 @@ def random_erasing(
     return torch.where(mask, noise, gray)
 
 
-def mix_batch(
-    gray: torch.Tensor,
-    targets: torch.Tensor,
-    rng: np.random.Generator,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """MixUp or CutMix of a batch with a shuffled copy of itself (timm's per-batch mode).
-
-    `targets` are (N, C) probabilities and are mixed with the same weight as the pixels. When both are
-    on, each batch uses one of the two at random. The mixing weight comes from `rng` (host side), the
-    pairing from `generator` (on the batch's device).
-    """
-    if mixup_alpha <= 0 and cutmix_alpha <= 0:
-        return gray, targets
-    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < 0.5)
-    lam = float(rng.beta(*(2 * [cutmix_alpha if use_cutmix else mixup_alpha])))
-    order = torch.randperm(gray.shape[0], generator=generator, device=gray.device)
-    if use_cutmix:
-        height, width = gray.shape[-2:]
-        cut_h, cut_w = int(height * math.sqrt(1.0 - lam)), int(width * math.sqrt(1.0 - lam))
-        cy, cx = int(rng.integers(height)), int(rng.integers(width))
-        top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
-        left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
-        gray = gray.clone()
-        gray[:, :, top:bottom, left:right] = gray[order, :, top:bottom, left:right]
-        lam = 1.0 - (bottom - top) * (right - left) / (height * width)  # the area actually pasted
-    else:
-        gray = lam * gray + (1.0 - lam) * gray[order]
-    return gray, lam * targets + (1.0 - lam) * targets[order]
-
-
 @dataclass(frozen=True)
 class BatchAugment:
     """The training augmentation of a recipe: affine, flip, erasing, in that order."""
@@ -120,3 +90,16 @@ class BatchAugment:
         if self.erasing_p > 0 and self.erasing_size > 0:
             gray = random_erasing(gray, self.erasing_p, self.erasing_size, generator)
         return gray
+
+
+def build_augment(recipe: Recipe) -> BatchAugment | None:
+    """The recipe's on-device augmentation of each face (None when augment is off)."""
+    if not recipe.augment:
+        return None
+    return BatchAugment(recipe.rotation, recipe.scale, recipe.translate, recipe.hflip, recipe.erasing_p,
+                        recipe.erasing_size)
+
+
+def build_mixup(recipe: Recipe, num_labels: int) -> v2.MixUp | None:
+    """torchvision's MixUp of whole (N, C, H, W) device batches: integer labels in, soft targets out."""
+    return v2.MixUp(alpha=recipe.mixup_alpha, num_classes=num_labels) if recipe.mixup_alpha > 0 else None

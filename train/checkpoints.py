@@ -1,14 +1,17 @@
-"""Resume checkpoints that survive a kill: written atomically, verified before loading.
+"""Resume checkpoints: accelerate's save_state/load_state, made kill-safe and verified before a resume.
 
-A checkpoint is `OUTPUT_DIR/checkpoints/epoch_N/`: accelerate's state (model, optimizer, schedulers, RNG,
-registered objects such as the EMA/SWA weights), `trainer_state.json`, `best_model/` (hard links to the
-best-validation model folder as it was at that epoch, so a resumed run publishes exactly what an
-uninterrupted one would) and `manifest.json` (size and SHA-256 of every file).
+The Accelerator gets `ProjectConfiguration(project_dir=OUTPUT_DIR, automatic_checkpoint_naming=True,
+total_limit=N)`: `save_state()` then writes `OUTPUT_DIR/checkpoints/checkpoint_<iteration>` (the iteration
+is set to the epoch) and first removes the oldest checkpoints beyond N. A checkpoint holds what accelerate
+saves (model, optimizer, scheduler, RNG states of every process, the objects registered with
+register_for_checkpointing: train.py's TrainState first, then the EMA) plus two things of ours:
 
-Writing goes to `.epoch_N.tmp/` and ends with one `os.replace` onto `epoch_N/`, so a process killed while
-saving leaves at most a temporary folder that nothing reads (and the next save removes). Before a resume,
-every file is checked against the manifest: a truncated or altered file is reported by name instead of
-failing deep inside torch.load or safetensors.
+- `best_model/`: hard links to the best-validation model folder as it was at that epoch, so a resumed
+  run publishes exactly what an uninterrupted one would;
+- `manifest.json` (size and SHA-256 of every file), written under a temporary name and renamed into
+  place last (os.replace is atomic). A folder without it is incomplete (a kill while saving); it is never
+  resumed from and the next save removes it. Before a resume every file is checked against the
+  manifest, so a truncated or altered file is reported by name, not deep inside torch.load.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-STATE_FILE = "trainer_state.json"
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+
+CHECKPOINTS_DIR = "checkpoints"  # accelerate's folder under project_dir
+PREFIX = "checkpoint_"  # accelerate's automatic name: checkpoint_<iteration>
+STATE_FILE = "custom_checkpoint_0.pkl"  # the first registered object: train.py's TrainState
 MANIFEST_FILE = "manifest.json"
 BEST_MODEL_DIR = "best_model"
-CHECKPOINTS_DIR = "checkpoints"
-PREFIX = "epoch_"
 TEMP_SUFFIX = ".tmp"
 
 
@@ -33,19 +39,48 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from; the message names the checkpoint, the file and what to do."""
 
 
-def checkpoint_path(output_dir: Path, epoch: int) -> Path:
-    return output_dir / CHECKPOINTS_DIR / f"{PREFIX}{epoch}"
+def project_configuration(output_dir: Path, total_limit: int) -> ProjectConfiguration:
+    """Checkpoints under OUTPUT_DIR/checkpoints (rotated by accelerate), tracker logs under OUTPUT_DIR/logs."""
+    return ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs"),
+                                automatic_checkpoint_naming=True, total_limit=total_limit)
 
 
 def checkpoint_epoch(path: Path) -> int:
     return int(path.name.removeprefix(PREFIX))
 
 
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """Every checkpoint_N folder, complete or not, oldest first."""
+    folder = output_dir / CHECKPOINTS_DIR
+    found = [p for p in folder.glob(f"{PREFIX}*") if p.is_dir() and p.name.removeprefix(PREFIX).isdigit()]
+    return sorted(found, key=checkpoint_epoch)
+
+
 def complete_checkpoints(output_dir: Path) -> list[Path]:
     """Checkpoints with a manifest (i.e. fully written), oldest first."""
-    found = [p for p in (output_dir / CHECKPOINTS_DIR).glob(f"{PREFIX}*")
-             if p.is_dir() and p.name.removeprefix(PREFIX).isdigit() and (p / MANIFEST_FILE).is_file()]
-    return sorted(found, key=checkpoint_epoch)
+    return [p for p in checkpoint_folders(output_dir) if (p / MANIFEST_FILE).is_file()]
+
+
+def save_checkpoint(accelerator: Accelerator, epoch: int, best_model_files: list[str]) -> Path:
+    """accelerate's save_state as checkpoint_<epoch>, then the best model's links and, last, the manifest."""
+    output_dir = Path(accelerator.project_dir)
+    folder = output_dir / CHECKPOINTS_DIR / f"{PREFIX}{epoch}"
+    if accelerator.is_main_process:  # incomplete leftovers, and the future of an older resume point
+        for stale in checkpoint_folders(output_dir):
+            if checkpoint_epoch(stale) >= epoch or not (stale / MANIFEST_FILE).is_file():
+                shutil.rmtree(stale)
+    accelerator.wait_for_everyone()
+    accelerator.project_configuration.iteration = epoch  # the automatic name is checkpoint_<iteration>
+    accelerator.save_state()  # rotates to total_limit, then writes (each process its own RNG state)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        best = folder / BEST_MODEL_DIR
+        best.mkdir()
+        for name in best_model_files:
+            link_or_copy(output_dir / name, best / name)
+        write_manifest(folder)
+    accelerator.wait_for_everyone()
+    return folder
 
 
 def sha256(path: Path) -> str:
@@ -57,10 +92,12 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of every file under `folder` (written last: its presence marks the checkpoint complete)."""
+    """Size and SHA-256 of every file under `folder`, renamed into place last: it marks the checkpoint complete."""
     files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1))
+    staged = folder / f".{MANIFEST_FILE}{TEMP_SUFFIX}"
+    staged.write_text(json.dumps({"files": files}, indent=1))
+    os.replace(staged, folder / MANIFEST_FILE)
     return files
 
 
@@ -70,50 +107,6 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def save_checkpoint(
-    output_dir: Path,
-    epoch: int,
-    state: dict[str, Any],
-    save_state: Callable[[str], Any],
-    best_model_files: list[str],
-    keep: int,
-    is_main_process: bool = True,
-    wait_for_everyone: Callable[[], None] = lambda: None,
-) -> Path:
-    """Write checkpoint `epoch` atomically; keep the newest `keep` complete checkpoints.
-
-    `save_state(folder)` is accelerate's save_state, called on every process (each writes its RNG state);
-    the main process then adds trainer_state.json, the best model's links and the manifest, and renames.
-    """
-    final = checkpoint_path(output_dir, epoch)
-    temporary = final.parent / f".{final.name}{TEMP_SUFFIX}"  # not matched by complete_checkpoints
-    if is_main_process:
-        for stale in final.parent.glob(f".{PREFIX}*{TEMP_SUFFIX}"):  # left by a run killed while saving
-            shutil.rmtree(stale, ignore_errors=True)
-        temporary.mkdir(parents=True)
-    wait_for_everyone()
-    save_state(str(temporary))
-    wait_for_everyone()
-    if is_main_process:
-        (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
-        best = temporary / BEST_MODEL_DIR
-        best.mkdir()
-        for name in best_model_files:
-            link_or_copy(output_dir / name, best / name)
-        write_manifest(temporary)
-        if final.exists():  # the same epoch saved again (resumed from an older checkpoint): set the old one aside
-            replaced = final.parent / f".{final.name}.old{TEMP_SUFFIX}"
-            os.replace(final, replaced)
-            os.replace(temporary, final)
-            shutil.rmtree(replaced)
-        else:
-            os.replace(temporary, final)
-        for old in complete_checkpoints(output_dir)[: -max(keep, 1)]:
-            shutil.rmtree(old)
-    wait_for_everyone()
-    return final
 
 
 def find_checkpoint(spec: str, output_dir: Path) -> Path:
@@ -134,7 +127,7 @@ def find_checkpoint(spec: str, output_dir: Path) -> Path:
 
 
 def verify_checkpoint(path: Path) -> dict[str, Any]:
-    """Check every file against the manifest; return trainer_state.json. Raises CheckpointError naming the file."""
+    """Check every file against the manifest; return the saved TrainState. Raises CheckpointError naming the file."""
     try:
         files = json.loads((path / MANIFEST_FILE).read_text())["files"]
     except (OSError, ValueError, KeyError) as error:
@@ -151,14 +144,32 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
         if sha256(file) != expected["sha256"]:
             raise CheckpointError(f"checkpoint {path} is damaged: {name} does not match its SHA-256 in "
                                   f"{MANIFEST_FILE} (corrupted?); {advice}")
-    return json.loads((path / STATE_FILE).read_text())
+    if STATE_FILE not in files:
+        raise CheckpointError(f"checkpoint {path} has no {STATE_FILE} (the training state): not written by train.py")
+    return torch.load(path / STATE_FILE, weights_only=True)
 
 
-def restore_best_model(checkpoint: Path, output_dir: Path) -> None:
-    """Put the checkpoint's best model back into output_dir (a killed run may have saved a newer one since)."""
-    saved = checkpoint / BEST_MODEL_DIR
-    if saved.is_dir():
-        replace_files(saved, output_dir, copy=True)
+def resume_checkpoint(spec: str, output_dir: Path, recipe: dict[str, Any]) -> Path:
+    """The checkpoint to resume from, verified file by file, written by the same recipe."""
+    checkpoint = find_checkpoint(spec, output_dir)
+    saved = verify_checkpoint(checkpoint)["recipe"]
+    changed = sorted(k for k in set(saved) | set(recipe) if recipe.get(k) != saved.get(k))
+    if changed:
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: the recipe differs from the checkpoint's in "
+                         f"{changed}; resume with the same preset and flags")
+    return checkpoint
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> None:
+    """accelerate's load_state (every registered object too); the checkpoint's best model back in place."""
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:  # verified files that still do not load: say which checkpoint, not just why
+        raise CheckpointError(f"checkpoint {checkpoint} could not be loaded ({type(error).__name__}: {error}); "
+                              "it was written by another version of train.py or for another model") from error
+    saved = checkpoint / BEST_MODEL_DIR  # a killed run may have saved a newer best model since
+    if accelerator.is_main_process and saved.is_dir():
+        replace_files(saved, Path(accelerator.project_dir), copy=True)
 
 
 def replace_files(source: Path, target: Path, copy: bool = False) -> list[str]:

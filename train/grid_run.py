@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     row = {
         "name": args.name, "command": " ".join(command[1:]), "wall_time_s": wall_time,
         "best_val_accuracy": metrics["validation"]["best_accuracy"], "best_epoch": metrics["validation"]["best_epoch"],
-        "best_model": metrics["validation"].get("best_model"), "swa": metrics["validation"].get("swa"),
+        "best_model": metrics["validation"].get("best_model"),
         "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
         "accuracy": {key: value["accuracy"] for key, value in evaluations.items()},
         "evaluations": evaluations,

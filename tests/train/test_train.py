@@ -33,8 +33,9 @@ from fer_model.evaluation import classification_report
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
 from train import train as train_script
+from train.batches import epoch_batches, steps_per_epoch
 from train.checkpoints import CheckpointError
-from train.train import Recipe, class_weights, epoch_batches, parse_args, steps_per_epoch
+from train.recipe import Recipe, parse_args
 
 # Small and quick: Adam learns the synthetic bands in a few steps; 32 px exercises the on-device resize;
 # batches of 14 make 2 steps per epoch of the 28 training faces.
@@ -54,9 +55,10 @@ def in_process():
     AcceleratorState._reset_state(True)
 
 
-# Every stateful part a resume must restore: schedule, augmentation and mixing RNGs, dropout, EMA, SWA.
+# Every stateful part a resume must restore: schedule, augmentation and MixUp RNGs, dropout, EMA, the
+# training state; one checkpoint kept (accelerate's total_limit).
 STATEFUL = ["--epochs", "2", "--augment", "--scheduler", "onecycle", "--head_dropout", "0.2", "--mixup_alpha", "0.4",
-            "--ema_decay", "0.6", "--swa_epochs", "2"]
+            "--ema_decay", "0.6", "--checkpoints_total_limit", "1"]
 TIMINGS = ("images_per_second", "images_per_second_median", "train_time_s", "wall_time_s")
 
 
@@ -67,7 +69,7 @@ def cli_command(dataset_dir: str, output_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cli_run(dataset_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The command a user runs (2 epochs, TensorBoard, flip TTA, EMA, SWA), uninterrupted.
+    """The command a user runs (2 epochs, TensorBoard, flip TTA, EMA, MixUp), uninterrupted.
 
     Run in this process to save an interpreter start; `python train/train.py` itself runs as a subprocess
     in the SIGKILL test (the same command) and in test_train_ddp.py.
@@ -114,12 +116,15 @@ def killed_run(cli_run: tuple[Path, str], dataset_dir: str, tmp_path_factory: py
 
 @pytest.fixture(scope="module")
 def resumed_run(killed_run: dict, dataset_dir: str) -> dict:
-    """The killed run resumed (in this process) with --resume_from_checkpoint latest."""
+    """The killed run resumed (in this process) with --resume_from_checkpoint latest: its metrics and output."""
     command = cli_command(dataset_dir, killed_run["output_dir"])[2:]
+    stdout = io.StringIO()
     try:
-        return train_script.main([*command, "--resume_from_checkpoint", "latest"])
+        with contextlib.redirect_stdout(stdout):
+            metrics = train_script.main([*command, "--resume_from_checkpoint", "latest"])
     finally:
         AcceleratorState._reset_state(True)
+    return {**metrics, "stdout": stdout.getvalue()}
 
 
 def test_cli_run_prints_one_summary_line_per_epoch(cli_run: tuple[Path, str]) -> None:
@@ -128,7 +133,7 @@ def test_cli_run_prints_one_summary_line_per_epoch(cli_run: tuple[Path, str]) ->
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert all("train_loss" in line and "val_accuracy" in line and "(model " in line and "images/s" in line
                for line in lines)
-    assert "num_processes=1" in stdout and "test: accuracy" in stdout and "SWA of the last 2 epoch(s)" in stdout
+    assert "num_processes=1" in stdout and "test: accuracy" in stdout and "train=28 validation=14 test=13" in stdout
 
 
 def test_cli_run_writes_a_loadable_model_folder(cli_run: tuple[Path, str]) -> None:
@@ -140,12 +145,13 @@ def test_cli_run_writes_a_loadable_model_folder(cli_run: tuple[Path, str]) -> No
     processor = FerImageProcessor.from_pretrained(output_dir)
     assert model.config.image_size == processor.image_size == 32
     assert list(model.config.id2label.values()) == list(FER2013_LABELS)  # from the dataset's ClassLabel
-    assert model.config.freeze_until is None  # from scratch: nothing frozen
+    assert "freeze_until" not in json.loads((output_dir / "config.json").read_text())  # a training option
     logits = model(**processor(PILImage.new("L", (48, 48), 128))).logits
     assert logits.shape == (1, 7)
     assert PILImage.open(output_dir / "confusion_matrix.png").size[0] > 300
     assert list((output_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
-    assert yaml.safe_load((output_dir / "train_config.yaml").read_text())["image_size"] == 32
+    recipe = yaml.safe_load((output_dir / "train_config.yaml").read_text())
+    assert (recipe["image_size"], recipe["mixup_alpha"], recipe["freeze_until"]) == (32, 0.4, None)  # from scratch
 
 
 def test_cli_run_metrics_count_every_test_sample_once(cli_run: tuple[Path, str]) -> None:
@@ -161,9 +167,9 @@ def test_cli_run_metrics_count_every_test_sample_once(cli_run: tuple[Path, str])
     history = validation["history"]
     assert [h["epoch"] for h in history] == [1, 2] and all(h["val_samples"] == SIZES["validation"] for h in history)
     assert all("val_accuracy_model" in h for h in history)  # the raw model's figure beside the EMA's
-    assert validation["swa"]["epochs_averaged"] == 2
-    candidates = [h["val_accuracy"] for h in history] + [validation["swa"]["val_accuracy"]]
-    assert validation["best_accuracy"] == max(candidates) and validation["best_model"] in ("ema", "swa")
+    best = max(history, key=lambda h: h["val_accuracy"])  # the first epoch reaching the maximum
+    assert (validation["best_accuracy"], validation["best_epoch"]) == (best["val_accuracy"], best["epoch"])
+    assert validation["best_model"] == "ema"
     assert metrics["training"]["epochs_completed"] == 2 and metrics["training"]["images_per_second"] > 0
     assert metrics["training"]["wall_time_s"] > metrics["training"]["train_time_s"] > 0
 
@@ -205,7 +211,7 @@ def test_evaluate_cli_reproduces_the_training_test_metrics(cli_run: tuple[Path, 
 def test_sigkill_mid_epoch_left_only_the_complete_first_checkpoint(killed_run: dict) -> None:
     assert killed_run["returncode"] == -signal.SIGKILL, killed_run["stderr"][-2000:]
     assert "epoch 1/2:" in killed_run["stdout"] and "epoch 2/2:" not in killed_run["stdout"]
-    assert killed_run["checkpoints"] == ["epoch_1"]  # no epoch_2, complete or half-written
+    assert killed_run["checkpoints"] == ["checkpoint_1"]  # no checkpoint_2, complete or half-written
     assert not (killed_run["output_dir"] / "metrics.json").exists()
 
 
@@ -215,21 +221,25 @@ def test_resumed_run_finishes_exactly_like_the_uninterrupted_one(cli_run: tuple[
     resumed_dir = killed_run["output_dir"]
     straight = json.loads((straight_dir / "metrics.json").read_text())
     assert resumed_run["training"]["epochs_completed"] == 2
+    # it did continue: epoch 1 restored from checkpoint_1 (model, optimizer, schedule, EMA, state), not retrained
+    assert f"resumed from {resumed_dir / 'checkpoints' / 'checkpoint_1'} (epoch 1," in resumed_run["stdout"]
+    assert [line.split(":")[0] for line in resumed_run["stdout"].splitlines() if line.startswith("epoch ")] == [
+        "epoch 2/2"]
     assert without_timings(json.loads((resumed_dir / "metrics.json").read_text())) == without_timings(straight)
-    for name in ("model.safetensors", "checkpoints/epoch_2/model.safetensors"):  # published model, last raw weights
+    last = "checkpoints/checkpoint_2"
+    for name in ("model.safetensors", f"{last}/model.safetensors"):  # published model, last raw weights
         a, b = load_file(straight_dir / name), load_file(resumed_dir / name)
         assert all(torch.equal(a[key], b[key]) for key in a), f"{name} differs after the resume"
-    for averaged in ("custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"):  # EMA and SWA states
-        a = torch.load(straight_dir / "checkpoints/epoch_2" / averaged, weights_only=True)
-        b = torch.load(resumed_dir / "checkpoints/epoch_2" / averaged, weights_only=True)
-        assert all(torch.equal(a[key], b[key]) for key in a), f"{averaged} differs after the resume"
-    assert [p.name for p in (resumed_dir / "checkpoints").iterdir()] == ["epoch_2"]  # only the newest kept
+    a = torch.load(straight_dir / last / "custom_checkpoint_1.pkl", weights_only=True)  # the EMA (state is 0)
+    b = torch.load(resumed_dir / last / "custom_checkpoint_1.pkl", weights_only=True)
+    assert int(a["n_averaged"]) == 2 * 2 and all(torch.equal(a[key], b[key]) for key in a), "EMA differs"
+    assert [p.name for p in (resumed_dir / "checkpoints").iterdir()] == ["checkpoint_2"]  # total_limit 1
 
 
 def test_truncated_checkpoint_is_reported_by_name(resumed_run: dict, killed_run: dict, dataset_dir: str,
                                                   tmp_path: Path) -> None:
-    checkpoint = tmp_path / "epoch_2"
-    shutil.copytree(killed_run["output_dir"] / "checkpoints" / "epoch_2", checkpoint)
+    checkpoint = tmp_path / "checkpoint_2"
+    shutil.copytree(killed_run["output_dir"] / "checkpoints" / "checkpoint_2", checkpoint)
     optimizer = checkpoint / "optimizer.bin"
     size = optimizer.stat().st_size
     with optimizer.open("r+b") as file:
@@ -247,15 +257,12 @@ def test_resume_refuses_a_changed_recipe(resumed_run: dict, killed_run: dict, da
 
 
 def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypatch) -> None:
-    """vgg16_bn, a wider head, dropout, class weights, warm restarts, label smoothing, CutMix, EMA and SWA
-    with its own lr in one run, stopped after epoch 1 and resumed; then the push, checked at the HfApi boundary
-    (one upload, no checkpoints/logs)."""
+    """vgg16_bn, a wider head, dropout, a warm-up, label smoothing, MixUp and EMA in one run, stopped after
+    epoch 1 and resumed; then the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
     from huggingface_hub import HfApi, RepoUrl
     from huggingface_hub.utils import filter_repo_objects
 
-    train_labels = [0] * 8 + [1] * 2 + [2, 3, 4, 5, 6] * 4  # "disgust" rare, "angry" common
-    dataset = write_hub_folder(tmp_path / "data", {"train": 30, "validation": 14, "test": 13},
-                               labels={"train": train_labels})
+    dataset = write_hub_folder(tmp_path / "data", {"train": 30, "validation": 14, "test": 13})
     calls = []
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
@@ -273,10 +280,8 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     output_dir = tmp_path / "out"
     options = ["--backbone", "vgg16_bn", "--image_size", "48", "--hidden_size", "64", "--head_dropout", "0.3",
-               "--class_weights", "effective", "--class_weights_beta", "0.9", "--scheduler", "cosine_restarts",
-               "--restart_cycles", "2", "--label_smoothing", "0.1", "--augment", "--cutmix_alpha", "1.0",
-               "--ema_decay", "0.9", "--epochs", "2", "--swa_epochs", "1", "--swa_lr", "2e-4",
-               "--batch_size", "16", "--checkpoints_total_limit", "2"]
+               "--warmup_ratio", "0.75", "--label_smoothing", "0.1", "--augment", "--mixup_alpha", "1.0",
+               "--ema_decay", "0.9", "--epochs", "2", "--batch_size", "16", "--checkpoints_total_limit", "2"]
     command = [*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir), "--report_to",
                "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test", "--hub_private"]
     stopped = in_process([*command, "--stop_after_epoch", "1"])  # as a run split over two GPU-box calls
@@ -289,30 +294,20 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
         "vgg16_bn", 48, 64, 0.3)
     published = load_file(output_dir / "model.safetensors")
     assert published["head.fc1.weight"].shape == (64, 512) and "features.1.running_mean" in published
-    expected = class_weights(torch.tensor(train_labels), 7, "effective", 0.9)
-    assert metrics["training"]["class_weights"] == pytest.approx(dict(zip(FER2013_LABELS, expected.tolist(),
-                                                                          strict=True)))
-    assert metrics["training"]["class_weights"]["disgust"] > 1.5 * metrics["training"]["class_weights"]["angry"]
     history = metrics["validation"]["history"]
-    assert history[1]["lr"] == pytest.approx(2e-4)  # SWALR reached swa_lr in the SWA epoch
-    assert history[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # the restarts schedule ended with epoch 1
+    # 2 steps an epoch (batches of 16 and 14), warm-up over 0.75 x 4 = 3 steps, then the constant lr
+    assert [h["lr"] for h in history] == pytest.approx([2 / 3 * 1e-3, 1e-3])
     checkpoints = output_dir / "checkpoints"
-    raw = load_file(checkpoints / "epoch_2" / "model.safetensors")
-    ema = torch.load(checkpoints / "epoch_2" / "custom_checkpoint_0.pkl", weights_only=True)
-    swa = torch.load(checkpoints / "epoch_2" / "custom_checkpoint_1.pkl", weights_only=True)
-    assert int(swa["n_averaged"]) == 1 and int(ema["n_averaged"]) == 2 * 2  # SWA epochs; epochs x steps
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_1", "checkpoint_2"]  # total_limit 2
+    raw = load_file(checkpoints / "checkpoint_2" / "model.safetensors")
+    ema = torch.load(checkpoints / "checkpoint_2" / "custom_checkpoint_1.pkl", weights_only=True)
+    assert int(ema["n_averaged"]) == 2 * 2  # epochs x steps
     name = "features.0.weight"
-    torch.testing.assert_close(swa[f"module.{name}"], raw[name])  # averaging itself: test_train_recipe.py
     assert not torch.equal(ema[f"module.{name}"], raw[name])
-    winner = metrics["validation"]["best_model"]
-    if winner == "swa":
-        torch.testing.assert_close(published[name], swa[f"module.{name}"])
-    elif winner == "ema":
-        best_ema = torch.load(checkpoints / f"epoch_{metrics['validation']['best_epoch']}" / "custom_checkpoint_0.pkl",
-                              weights_only=True)
-        torch.testing.assert_close(published[name], best_ema[f"module.{name}"])
-    else:
-        pytest.fail(f"with EMA on, the raw model cannot be the candidate: {winner}")
+    best_epoch = metrics["validation"]["best_epoch"]
+    assert metrics["validation"]["best_model"] == "ema", "with EMA on, the EMA weights are the candidate"
+    best_ema = torch.load(checkpoints / f"checkpoint_{best_epoch}" / "custom_checkpoint_1.pkl", weights_only=True)
+    torch.testing.assert_close(published[name], best_ema[f"module.{name}"])
 
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[0][1:] == ("someone/fer-vgg16-test", True, True)
@@ -383,10 +378,10 @@ def test_flags_override_the_preset() -> None:
     ("lr: 0.1\nlearning_rate: 3\n", r"unknown option\(s\) \['learning_rate'\]"),
     ("optimizer: rmsprop\n", "optimizer='rmsprop' is not one of"),
     ("ema_decay: 1.5\n", r"ema_decay=1.5"),
-    ("restart_cycles: 3\n", "restart_cycles goes with scheduler=cosine_restarts"),
-    ("scheduler: cosine_restarts\n", "restart_cycles goes with scheduler=cosine_restarts"),
-    ("class_weights_beta: 0.99\n", "only applies to class_weights=effective"),
-    ("swa_lr: 0.01\n", "swa_lr needs 1 <= swa_epochs < epochs"),
+    ("swa_epochs: 3\n", r"unknown option\(s\) \['swa_epochs'\]"),  # removed options are refused, not ignored
+    ("scheduler: cosine_restarts\n", r"scheduler='cosine_restarts' is not one of \['none', 'onecycle'\]"),
+    ("tta: 5crop\n", "tta='5crop' is not one of"),
+    ("image_size: 16\n", "image_size=16 must be an integer >= 32"),  # checked by FerConfig itself
     ("compile_mode: max-autotune\n", "needs torch_compile"),
     ("scheduler: onecycle\nwarmup_ratio: 0.0\n", "warmup_ratio > 0"),
     ("batch_size: 1\n", "batch_size=1"),

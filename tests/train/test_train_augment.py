@@ -1,12 +1,14 @@
-"""train/augment.py: batched augmentation keeps shapes and ranges, is seeded, and does what it says."""
+"""train/augment.py: batched augmentation keeps shapes and ranges, is seeded, and does what it says.
+
+MixUp is torchvision's; its use on the device batches is tested in test_train_recipe.py.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from train.augment import BatchAugment, mix_batch, random_affine, random_erasing, random_hflip
+from train.augment import BatchAugment, random_affine, random_erasing, random_hflip
 
 
 @pytest.fixture
@@ -59,15 +61,3 @@ def test_erasing_replaces_exactly_one_square_per_image() -> None:
         rows, cols = torch.nonzero(c[0], as_tuple=True)
         assert int(rows.max() - rows.min()) < 16 and int(cols.max() - cols.min()) < 16
     assert torch.equal(random_erasing(zeros, p=0.0, size=16, generator=seeded()), zeros)
-
-
-def test_mixup_and_cutmix_mix_targets_like_pixels(gray: torch.Tensor) -> None:
-    targets = torch.eye(7)[torch.arange(16) % 7]
-    rng = np.random.default_rng(0)
-    for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0), (0.4, 1.0)):
-        mixed, soft = mix_batch(gray, targets, rng, mixup, cutmix, seeded())
-        assert mixed.shape == gray.shape
-        torch.testing.assert_close(soft.sum(1), torch.ones(16))
-        assert float(soft.max()) <= 1.0
-    same, same_targets = mix_batch(gray, targets, rng, 0.0, 0.0, seeded())
-    assert same is gray and same_targets is targets

@@ -1,44 +1,44 @@
 """The recipe options of train/train.py, each checked for its effect on small tensors (no training run).
 
-End-to-end runs with these options are in test_train.py; the input path and checkpoints are checked here
-at the function level because that is where their effects can be measured exactly.
+End-to-end runs with these options are in test_train.py; the model fields' single declaration, the input
+path and the checkpoints are checked here at the function level, where their effects can be measured exactly.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-import math
+import os
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DynamoBackend
 
 from fer_model import FerConfig, FerForImageClassification
+from fer_model.configuration import ModelArguments
 from fer_model.image_processing import gray_to_pixel_values
+from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 from train import train as train_script
-from train.augment import BatchAugment
+from train.augment import BatchAugment, build_mixup
+from train.batches import DeviceBatches, epoch_batches, training_batches
 from train.checkpoints import (
     MANIFEST_FILE,
     CheckpointError,
     find_checkpoint,
+    load_checkpoint,
+    project_configuration,
     save_checkpoint,
     verify_checkpoint,
 )
-from train.train import (
-    Recipe,
-    build_ema,
-    build_loss,
-    build_model,
-    build_optimizer,
-    build_scheduler,
-    build_swa,
-    build_swa_scheduler,
-    class_weights,
-    training_batches,
-)
+from train.ema import EMAModel
+from train.optim import build_optimizer, build_scheduler
+from train.recipe import Recipe, parse_args
+from train.train import TrainState, build_model
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -54,76 +54,90 @@ def lr_curve(recipe: Recipe, total_steps: int) -> list[float]:
     return lrs
 
 
-# --- loss -------------------------------------------------------------------------------------------
+# --- model fields: declared once (ModelArguments), FerConfig and Recipe read them ---------------------
 
 
-def test_class_weights_favour_rare_classes_effective_less_than_inverse() -> None:
-    counts = [400, 40, 200, 800, 400, 400, 300]  # disgust rare, happy common, like FER2013
-    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
-    inverse = class_weights(labels, 7, "inverse")
-    effective = class_weights(labels, 7, "effective", beta=0.999)
-    assert class_weights(labels, 7, "none") is None
-    for weights in (inverse, effective):
-        assert weights.shape == (7,) and float(weights.mean()) == pytest.approx(1.0)
-        assert int(weights.argmax()) == 1 and int(weights.argmin()) == 3
-    torch.testing.assert_close(inverse / inverse[3], torch.tensor([800 / n for n in counts]))
-    ratio_inverse, ratio_effective = float(inverse[1] / inverse[3]), float(effective[1] / effective[3])
-    assert ratio_inverse == pytest.approx(20.0) and 1.5 < ratio_effective < ratio_inverse  # flatter than 1/n
-    expected = (1 - 0.999) / (1 - 0.999 ** torch.tensor(counts, dtype=torch.float64))
-    torch.testing.assert_close(effective.double(), expected * 7 / expected.sum(), rtol=1e-5, atol=1e-6)
+def test_model_fields_have_one_default_shared_by_config_recipe_and_flags() -> None:
+    signature = inspect.signature(FerConfig.__init__).parameters
+    recipe, _ = parse_args([])
+    for spec in fields(ModelArguments):
+        assert signature[spec.name].default == spec.default == getattr(Recipe(), spec.name), spec.name
+        assert getattr(FerConfig(), spec.name) == getattr(recipe, spec.name)
+    assert list(Recipe().model_arguments()) == [spec.name for spec in fields(ModelArguments)]
+    assert "freeze_until" not in signature and "freeze_until" not in FerConfig().to_dict()
 
 
-def test_class_weighted_loss_counts_the_rare_class_more() -> None:
-    logits = torch.tensor([[4.0, 0.0, 0.0], [4.0, 0.0, 0.0]])  # both predicted as class 0
-    target = torch.tensor([0, 1])  # the second (class 1) is wrong
-    plain = build_loss(Recipe())(logits, target)
-    weighted = build_loss(Recipe(), torch.tensor([0.5, 2.0, 0.5]))(logits, target)
-    assert float(weighted) > float(plain) + 0.5  # the misclassified rare sample dominates the weighted mean
+def test_old_config_with_freeze_until_loads_and_drops_it(tmp_path: Path) -> None:
+    FerForImageClassification(FerConfig(image_size=32)).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "freeze_until": "block4_conv1"}))
+    model = FerForImageClassification.from_pretrained(tmp_path)
+    assert model.config.image_size == 32 and not hasattr(model.config, "freeze_until")
+    model.save_pretrained(tmp_path / "again")
+    assert "freeze_until" not in json.loads((tmp_path / "again" / "config.json").read_text())
+
+
+@needs_released_model
+def test_released_model_folder_still_loads() -> None:
+    assert "freeze_until" in json.loads((RELEASED_MODEL_DIR / "config.json").read_text())  # written by old code
+    model = FerForImageClassification.from_pretrained(RELEASED_MODEL_DIR).eval()
+    assert (model.config.backbone, model.config.hidden_size, model.config.image_size) == ("vgg16", 32, 48)
+    assert not hasattr(model.config, "freeze_until")
+    assert model(pixel_values=torch.zeros(1, 3, 48, 48)).logits.shape == (1, 7)
+
+
+def test_choices_come_from_the_literal_types(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--scheduler", "cosine"])
+    error = capsys.readouterr().err
+    assert "invalid choice: 'cosine'" in error and "'onecycle'" in error
+    with pytest.raises(ValueError, match=r"tta='5crop' is not one of \['none', 'flip', '10crop'\]"):
+        Recipe(tta="5crop")
+    with pytest.raises(ValueError, match=r"backbone='resnet50' is not one of \['vgg16', 'vgg16_bn'\]"):
+        Recipe(backbone="resnet50")
+
+
+# --- loss and schedules -----------------------------------------------------------------------------
 
 
 def test_label_smoothing_penalises_confident_correct_predictions() -> None:
     logits, target = torch.tensor([[20.0, 0.0, 0.0]]), torch.tensor([0])
-    assert float(build_loss(Recipe())(logits, target)) < 1e-6
-    smoothed = float(build_loss(Recipe(label_smoothing=0.1))(logits, target))
+    assert float(F.cross_entropy(logits, target)) < 1e-6
+    smoothed = float(F.cross_entropy(logits, target, label_smoothing=0.1))
     assert smoothed == pytest.approx(0.1 * 2 / 3 * 20.0, rel=1e-3)  # the 2 wrong classes get 0.1/3 each
 
 
-def test_loss_accepts_mixed_soft_targets() -> None:
-    logits = torch.randn(4, 7)
-    soft = 0.7 * F.one_hot(torch.tensor([0, 1, 2, 3]), 7).float() + 0.3 * F.one_hot(torch.tensor([4, 5, 6, 0]), 7)
-    loss = build_loss(Recipe(label_smoothing=0.1), torch.ones(7))(logits, soft)
-    assert loss.ndim == 0 and math.isfinite(float(loss))
+def test_onecycle_rises_for_warmup_ratio_then_anneals() -> None:
+    lrs = lr_curve(Recipe(scheduler="onecycle", lr=0.1, warmup_ratio=0.3), 100)
+    peak = max(range(100), key=lrs.__getitem__)
+    assert 28 <= peak <= 31 and lrs[peak] == pytest.approx(0.1, rel=1e-3)
+    assert lrs[0] == pytest.approx(0.1 / 25) and lrs[-1] < 1e-5  # torch's div_factor and final_div_factor
 
 
-# --- schedules --------------------------------------------------------------------------------------
+def test_no_schedule_is_constant_after_its_warmup() -> None:
+    assert lr_curve(Recipe(lr=0.1), 10) == [0.1] * 10
+    warm = lr_curve(Recipe(lr=0.1, warmup_ratio=0.4), 10)  # get_scheduler("constant_with_warmup"), 4 steps
+    assert warm[:5] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1]) and warm[5:] == [0.1] * 5
 
 
-def test_cosine_restarts_return_to_the_peak_lr() -> None:
-    lrs = lr_curve(Recipe(scheduler="cosine_restarts", restart_cycles=3, lr=0.1), 30)
-    assert lrs[0] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.1) and lrs[20] == pytest.approx(0.1)
-    assert max(lrs[8:10]) < 0.01 and max(lrs[18:20]) < 0.01  # each cycle decays close to 0 first
-    restarts = [i for i in range(1, 30) if lrs[i] > lrs[i - 1]]
-    assert restarts == [10, 20]
-    plain = lr_curve(Recipe(scheduler="cosine", lr=0.1), 30)
-    assert all(b <= a for a, b in zip(plain, plain[1:], strict=False))  # no restart without the option
+# --- MixUp (torchvision) on the device batch path --------------------------------------------------------
 
 
-def test_swa_lr_takes_over_after_the_main_schedule() -> None:
-    recipe = Recipe(scheduler="cosine", lr=0.1, epochs=4, swa_epochs=2, swa_lr=0.02)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
-    steps = 5
-    swa_scheduler = build_swa_scheduler(recipe, optimizer, steps)
-    scheduler = build_scheduler(recipe, optimizer, steps * train_script.scheduled_epochs(recipe))
-    assert train_script.scheduled_epochs(recipe) == 2 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
-    lrs = []
-    for step in range(4 * steps):
-        optimizer.step()
-        (swa_scheduler if step >= 2 * steps else scheduler).step()
-        lrs.append(optimizer.param_groups[0]["lr"])
-    assert lrs[2 * steps - 1] == pytest.approx(0.0, abs=1e-9)  # the main cosine ends first
-    assert all(lr == pytest.approx(0.02) for lr in lrs[3 * steps - 1 :])  # then SWALR holds swa_lr
-    assert 0.0 < lrs[2 * steps] < 0.02  # after annealing over one epoch
-    assert build_swa_scheduler(Recipe(), optimizer, steps) is None
+def test_mixup_mixes_device_batches_into_soft_targets() -> None:
+    images = torch.randint(0, 256, (24, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.arange(24) % 7
+    config = FerConfig(image_size=48)
+    mixup = build_mixup(Recipe(mixup_alpha=1.0), config.num_labels)
+    plain = DeviceBatches(images, labels, config, batch_size=8, seed=0, channels_last=True)
+    mixed = DeviceBatches(images, labels, config, batch_size=8, seed=0, channels_last=True, mixup=mixup)
+    torch.manual_seed(0)
+    for (pixel_values, target), (clean, hard) in zip(mixed.epoch(1), plain.epoch(1), strict=True):
+        assert target.shape == (8, 7) and target.dtype == torch.float32
+        torch.testing.assert_close(target.sum(1), torch.ones(8))
+        lam = float(target[torch.arange(8), hard].min())  # MixUp pairs each face with its neighbour (roll by 1)
+        torch.testing.assert_close(pixel_values, lam * clean + (1 - lam) * clean.roll(1, 0), rtol=1e-5, atol=1e-5)
+        assert pixel_values.is_contiguous(memory_format=torch.channels_last)
+    assert build_mixup(Recipe(), 7) is None
 
 
 # --- weight averages --------------------------------------------------------------------------------
@@ -136,7 +150,7 @@ def small_model(seed: int = 0, **config: object) -> FerForImageClassification:
 
 def test_ema_follows_the_weights_and_batchnorm_buffers_at_its_decay() -> None:
     model = small_model()
-    ema = build_ema(model, 0.75)
+    ema = EMAModel(model, 0.75)
     assert ema.n_averaged.device.type == "cpu"  # updating never waits for a GPU
     snapshots = []
     for step in range(3):
@@ -153,36 +167,6 @@ def test_ema_follows_the_weights_and_batchnorm_buffers_at_its_decay() -> None:
     for name in ("features.0.weight", "head.fc2.bias", "head.norm.running_mean"):
         torch.testing.assert_close(ema_state[name], expected[name])
         assert not torch.equal(ema_state[name], model.state_dict()[name])
-
-
-def test_swa_averages_snapshots_and_recomputes_batchnorm_statistics() -> None:
-    model = small_model()
-    swa = build_swa(model)
-    first = {k: v.clone() for k, v in model.state_dict().items()}
-    swa.update_parameters(model)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.mul_(1.5)
-    swa.update_parameters(model)
-    second = model.state_dict()
-    torch.testing.assert_close(swa.module.state_dict()["features.0.weight"],
-                               (first["features.0.weight"] + second["features.0.weight"]) / 2)
-    images = torch.randint(0, 256, (13, 1, 48, 48), dtype=torch.uint8)  # batches of 4, 4 and 4 + 1
-    labels = torch.zeros(13, dtype=torch.long)
-    accelerator = train_script.Accelerator(cpu=True)
-    try:
-        train_script.finish_swa(accelerator, swa, images, labels, swa.module.config, batch_size=4, channels_last=False)
-    finally:
-        AcceleratorState._reset_state(True)
-    with torch.no_grad():  # the head's BatchNorm input, exactly what update_bn should average
-        head = swa.module.head
-        hidden = head.act(head.fc1(torch.flatten(swa.module.features(
-            gray_to_pixel_values(images, swa.module.config)), 1)))
-    batches = hidden.split([4, 4, 5])  # BatchNorm's statistics are per batch, then averaged over batches
-    torch.testing.assert_close(head.norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0),
-                               rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(head.norm.running_var, torch.stack([b.var(0) for b in batches]).mean(0),
-                               rtol=1e-4, atol=1e-5)
 
 
 # --- model options ----------------------------------------------------------------------------------
@@ -202,9 +186,16 @@ def test_model_options_reach_the_model(backbone: str, image_size: int, hidden_si
     assert model.eval()(pixel_values=pixel_values).logits.shape == (2, 7)
 
 
+def test_freeze_until_is_applied_by_training_not_stored_in_the_config() -> None:
+    model = build_model(Recipe(freeze_until="block4_conv1"), LABELS)
+    assert model.frozen_until == 17 and not model.features[0].weight.requires_grad
+    assert model.features[17].weight.requires_grad and "freeze_until" not in model.config.to_dict()
+    assert build_model(Recipe(freeze_until=None), LABELS).frozen_until == 0
+
+
 def test_optimizer_is_fused_only_on_cuda() -> None:
     model = small_model()
-    for name in ("sgd", "adam", "adamw"):
+    for name in ("sgd", "adam"):
         optimizer = build_optimizer(Recipe(optimizer=name, lr=0.01), model)
         assert not optimizer.param_groups[0].get("fused"), "CPU parameters must not ask for fused kernels"
     sgd = build_optimizer(Recipe(optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True), model)
@@ -227,68 +218,111 @@ def test_torch_compile_flag_reaches_accelerate_dynamo_plugin() -> None:
 # --- input path ---------------------------------------------------------------------------------------
 
 
-def test_training_batches_are_views_of_chunks_in_epoch_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(train_script, "AUGMENT_CHUNK_IMAGES", 8)  # several chunks (of 2 batches each)
+def test_training_batches_are_views_of_chunks_in_epoch_order() -> None:
     images = torch.randint(0, 256, (23, 1, 48, 48), dtype=torch.uint8)
     labels = torch.arange(23) % 7
-    batches = train_script.epoch_batches(23, 4, seed=0, epoch=1, process_index=0, num_processes=1)
+    batches = epoch_batches(23, 4, seed=0, epoch=1, process_index=0, num_processes=1)
     config = FerConfig(image_size=48)
-    plain = list(training_batches(images, labels, batches, config))
+    plain = list(training_batches(images, labels, batches, config, chunk_images=8))  # chunks of 2 batches
     assert [len(p) for p, _ in plain] == [len(b) for b in batches] == [4, 4, 4, 4, 4, 3]
     for (pixel_values, target), index in zip(plain, batches, strict=True):
         assert torch.equal(target, labels[index])
         torch.testing.assert_close(pixel_values, gray_to_pixel_values(images[index], config))
-    augmented = list(training_batches(images, labels, batches, config, BatchAugment(),
-                                      torch.Generator().manual_seed(3), channels_last=True))
-    again = list(training_batches(images, labels, batches, config, BatchAugment(), torch.Generator().manual_seed(3),
-                                  channels_last=True))
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(augmented, again, strict=True))  # seeded
-    assert not torch.allclose(augmented[0][0], plain[0][0])
-    assert augmented[0][0].is_contiguous(memory_format=torch.channels_last)
-    assert [torch.equal(a[1], p[1]) for a, p in zip(augmented, plain, strict=True)] == [True] * 6
+
+    def augmented(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(seed)
+        return list(training_batches(images, labels, batches, config, BatchAugment(), generator, channels_last=True,
+                                     chunk_images=8))
+
+    first, again = augmented(3), augmented(3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))  # seeded
+    assert not torch.allclose(first[0][0], plain[0][0])
+    assert first[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert [torch.equal(a[1], p[1]) for a, p in zip(first, plain, strict=True)] == [True] * 6
 
 
-# --- checkpoints ------------------------------------------------------------------------------------
+def test_device_batches_shard_per_process_and_reseed_per_epoch() -> None:
+    images = torch.randint(0, 256, (20, 1, 48, 48), dtype=torch.uint8)
+    labels = torch.arange(20) % 7
+    shards = [DeviceBatches(images, labels, FerConfig(), batch_size=4, seed=5, augment=BatchAugment(),
+                            process_index=rank, num_processes=2) for rank in range(2)]
+    assert shards[0].steps_per_epoch == 3  # 10 faces each, batches of 4, 4, 2
+    first = [list(shard.epoch(1)) for shard in shards]
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first[0], list(shards[0].epoch(1)), strict=True))
+    assert not torch.equal(first[0][0][0], next(iter(shards[0].epoch(2)))[0])
+    assert sum(len(target) for rank in first for _, target in rank) == 20
 
 
-def fake_checkpoint(output_dir: Path, epoch: int) -> Path:
-    def save_state(folder: str) -> None:
-        (Path(folder) / "model.safetensors").write_bytes(b"w" * 1000)
-        (Path(folder) / "optimizer.bin").write_bytes(b"o" * 2000)
-
-    (output_dir / "model.safetensors").parent.mkdir(parents=True, exist_ok=True)
-    (output_dir / "model.safetensors").write_bytes(b"best" * 10)
-    return save_checkpoint(output_dir, epoch, {"epoch": epoch, "recipe": {}}, save_state, ["model.safetensors"], keep=2)
+# --- checkpoints: accelerate's save_state, rotated by total_limit, completed by the manifest ----------------
 
 
-def test_checkpoints_are_complete_or_invisible(tmp_path: Path) -> None:
+@pytest.fixture
+def checkpointing(tmp_path: Path):
+    """A tiny prepared model with a TrainState registered, checkpointing into tmp_path (total_limit 2)."""
+    accelerator = Accelerator(cpu=True, project_config=project_configuration(tmp_path, total_limit=2))
+    model = torch.nn.Linear(4, 2)
+    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    state = TrainState(recipe={"lr": 0.1})
+    accelerator.register_for_checkpointing(state)
+    (tmp_path / "model.safetensors").write_bytes(b"best" * 10)  # the best-model folder's file, linked in
+    yield accelerator, tmp_path, (model, optimizer, state)
+    AcceleratorState._reset_state(True)
+
+
+def test_checkpoints_are_rotated_by_accelerate_and_complete_or_invisible(checkpointing) -> None:
+    accelerator, output_dir, _ = checkpointing
     for epoch in (1, 2, 3):
-        fake_checkpoint(tmp_path, epoch)
-    checkpoints = tmp_path / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_2", "epoch_3"]  # keep=2
-    assert verify_checkpoint(checkpoints / "epoch_3")["epoch"] == 3
-    assert (checkpoints / "epoch_3" / "best_model" / "model.safetensors").read_bytes() == b"best" * 10
-    # what a kill while saving epoch 4 leaves: a temporary folder, and (older train.py) a folder without manifest
-    (checkpoints / ".epoch_4.tmp").mkdir()
-    (checkpoints / ".epoch_4.tmp" / "model.safetensors").write_bytes(b"half")
-    (checkpoints / "epoch_5").mkdir()
-    assert find_checkpoint("latest", tmp_path).name == "epoch_3"
-    with pytest.raises(CheckpointError, match=f"epoch_5: not a complete checkpoint \\(no {MANIFEST_FILE}"):
-        find_checkpoint(str(checkpoints / "epoch_5"), tmp_path)
-    fake_checkpoint(tmp_path, 4)  # the next save clears the leftover
-    assert not (checkpoints / ".epoch_4.tmp").exists() and find_checkpoint("latest", tmp_path).name == "epoch_4"
+        save_checkpoint(accelerator, epoch, ["model.safetensors"])
+    checkpoints = output_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_2", "checkpoint_3"]  # total_limit=2
+    assert verify_checkpoint(checkpoints / "checkpoint_3")["recipe"] == {"lr": 0.1}
+    assert (checkpoints / "checkpoint_3" / "best_model" / "model.safetensors").read_bytes() == b"best" * 10
+    assert {"optimizer.bin", "model.safetensors", "random_states_0.pkl", "custom_checkpoint_0.pkl"} <= set(
+        json.loads((checkpoints / "checkpoint_3" / MANIFEST_FILE).read_text())["files"])
+    # what a kill while saving epoch 4 leaves: a folder without its manifest
+    (checkpoints / "checkpoint_4").mkdir()
+    (checkpoints / "checkpoint_4" / "model.safetensors").write_bytes(b"half")
+    assert find_checkpoint("latest", output_dir).name == "checkpoint_3"
+    with pytest.raises(CheckpointError, match=f"checkpoint_4: not a complete checkpoint \\(no {MANIFEST_FILE}"):
+        find_checkpoint(str(checkpoints / "checkpoint_4"), output_dir)
+    save_checkpoint(accelerator, 4, ["model.safetensors"])  # the leftover is replaced, the oldest rotated out
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_3", "checkpoint_4"]
+    assert verify_checkpoint(checkpoints / "checkpoint_4")["epoch"] == 0
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
-        find_checkpoint("latest", tmp_path / "elsewhere")
+        find_checkpoint("latest", output_dir / "elsewhere")
 
 
 @pytest.mark.parametrize(("damage", "message"), [
-    (lambda f: f.write_bytes(f.read_bytes()[:500]), r"optimizer.bin has 500 bytes, the manifest says 2000 \(truncated"),
-    (lambda f: f.write_bytes(b"x" * 2000), r"optimizer.bin does not match its SHA-256"),
+    (lambda f: f.write_bytes(f.read_bytes()[:500]), r"optimizer.bin has 500 bytes, the manifest says \d+ \(truncated"),
+    (lambda f: f.write_bytes(b"x" * f.stat().st_size), r"optimizer.bin does not match its SHA-256"),
     (lambda f: f.unlink(), r"optimizer.bin is missing"),
 ])
-def test_damaged_checkpoint_files_are_named(tmp_path: Path, damage, message: str) -> None:
-    checkpoint = fake_checkpoint(tmp_path, 1)
+def test_damaged_checkpoint_files_are_named(checkpointing, damage, message: str) -> None:
+    accelerator, _, _ = checkpointing
+    checkpoint = save_checkpoint(accelerator, 1, ["model.safetensors"])
+    size = (checkpoint / "optimizer.bin").stat().st_size
     damage(checkpoint / "optimizer.bin")
     with pytest.raises(CheckpointError, match=f"checkpoint {checkpoint} is damaged: {message}"):
         verify_checkpoint(checkpoint)
-    assert json.loads((checkpoint / MANIFEST_FILE).read_text())["files"]["optimizer.bin"]["size"] == 2000
+    assert json.loads((checkpoint / MANIFEST_FILE).read_text())["files"]["optimizer.bin"]["size"] == size > 500
+
+
+def test_load_state_restores_model_optimizer_and_train_state(checkpointing) -> None:
+    accelerator, output_dir, (model, optimizer, state) = checkpointing
+    model(torch.ones(3, 4)).sum().backward()
+    optimizer.step()
+    state.epoch, state.history = 1, [{"epoch": 1, "val_accuracy": 0.5}]
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    momentum = optimizer.state[next(iter(optimizer.state))]["momentum_buffer"].clone()
+    checkpoint = save_checkpoint(accelerator, 1, ["model.safetensors"])
+    with torch.no_grad():
+        model.weight.zero_()
+    optimizer.state.clear()
+    state.epoch, state.history = 7, []
+    (output_dir / "newer").write_bytes(b"newer best of a killed run")  # saved as save_best_model does it
+    os.replace(output_dir / "newer", output_dir / "model.safetensors")
+    load_checkpoint(accelerator, checkpoint)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    assert torch.equal(optimizer.state[next(iter(optimizer.state))]["momentum_buffer"], momentum)
+    assert (state.epoch, state.history) == (1, [{"epoch": 1, "val_accuracy": 0.5}])
+    assert (output_dir / "model.safetensors").read_bytes() == b"best" * 10  # the checkpoint's best model

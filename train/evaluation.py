@@ -1,0 +1,57 @@
+"""Evaluation inside a training run: validation metrics over a prepared loader (gather_for_metrics, so
+every sample counts once over N processes), and the test of the best model as saved, with the recipe's TTA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from fer_model import FerConfig, FerForImageClassification
+from fer_model.evaluation import classification_report, confusion_matrix, predict_logits
+from train.recipe import Recipe
+
+
+@torch.no_grad()
+def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoader, config: FerConfig,
+             tta: str = "none", channels_last: bool = False) -> tuple[dict[str, Any], float]:
+    """Metrics over a prepared loader; gather_for_metrics counts every sample exactly once."""
+    model.eval()
+    confusion = torch.zeros(config.num_labels, config.num_labels, dtype=torch.long)
+    loss_sum = 0.0
+    for images, labels in loader:
+        with accelerator.autocast():
+            logits = predict_logits(lambda x: model(pixel_values=x).logits, images, config, tta, channels_last)
+        losses = F.cross_entropy(logits.float(), labels, reduction="none")
+        predictions, labels, losses = accelerator.gather_for_metrics((logits.argmax(-1), labels, losses))
+        confusion += confusion_matrix(labels, predictions, config.num_labels)
+        loss_sum += float(losses.sum())
+    report = classification_report(confusion, [config.id2label[i] for i in range(config.num_labels)])
+    return report, loss_sum / max(report["num_samples"], 1)
+
+
+def evaluate_best_model(accelerator: Accelerator, output_dir: Path, recipe: Recipe, val_loader: DataLoader,
+                        test_loader: DataLoader, config: FerConfig) -> dict[str, Any]:
+    """Test metrics of the best model reloaded from disk (exactly what gets published), with the recipe's TTA."""
+    accelerator.wait_for_everyone()
+    if not (output_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no best model in {output_dir}: was the run resumed into another --output_dir?")
+    best = FerForImageClassification.from_pretrained(output_dir).to(accelerator.device)
+    best = best.to(memory_format=torch.channels_last) if recipe.channels_last else best
+    test, _ = evaluate(accelerator, best, test_loader, config, channels_last=recipe.channels_last)
+    tta_results = {}
+    if recipe.tta != "none":  # validation figures too, so the TTA choice can be made on validation
+        tta_test, _ = evaluate(accelerator, best, test_loader, config, recipe.tta, recipe.channels_last)
+        tta_val, _ = evaluate(accelerator, best, val_loader, config, recipe.tta, recipe.channels_last)
+        tta_results[recipe.tta] = {**{k: tta_test[k] for k in ("accuracy", "macro_f1", "per_class")},
+                                   "validation_accuracy": tta_val["accuracy"]}
+    accelerator.log({"test/accuracy": test["accuracy"], "test/macro_f1": test["macro_f1"]}, step=recipe.epochs)
+    accelerator.print(f"test: accuracy {test['accuracy']:.4f} macro_f1 {test['macro_f1']:.4f} "
+                      f"({test['num_samples']} samples)"
+                      + "".join(f", {m} TTA accuracy {r['accuracy']:.4f}" for m, r in tta_results.items()))
+    return {"split": "test", **test, "tta": tta_results}

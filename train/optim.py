@@ -1,0 +1,38 @@
+"""The optimisation part of a recipe: the optimizer and its learning-rate schedule.
+
+Schedules come from transformers.get_scheduler where it has them, torch's own otherwise (one-cycle).
+They are stepped once per optimizer step of this process (the Accelerator has
+step_scheduler_with_optimizer=False), so the schedule is the same for 1 or N processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import get_scheduler
+
+from train.recipe import Recipe
+
+
+def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or Adam over the trainable parameters; the fused CUDA kernels when the model is on a GPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = {"fused": True} if params and all(p.device.type == "cuda" for p in params) else {}
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                               nesterov=recipe.nesterov and recipe.momentum > 0, **fused)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
+
+
+def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """The per-step schedule over `total_steps`.
+
+    none: get_scheduler's constant lr after an optional linear warm-up. onecycle: torch's OneCycleLR
+    (get_scheduler has no one-cycle), keeping the recipe's momentum constant (cycle_momentum=False).
+    """
+    if recipe.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
+                                                   pct_start=recipe.warmup_ratio or 0.3, cycle_momentum=False)
+    warmup_steps = int((recipe.warmup_ratio or 0.0) * total_steps)
+    return get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup_steps)
