@@ -119,7 +119,8 @@ def accuracy(model_dir: str, dataset: str, onnx: Path | None) -> float:
     from fer_model.data import load_fer2013
     from fer_model.evaluation import evaluate_folder
 
-    return evaluate_folder(model_dir, load_fer2013(dataset)["test"], onnx=onnx, device="cpu")["accuracy"]
+    test = load_fer2013(dataset, splits=("test",))["test"]
+    return evaluate_folder(model_dir, test, onnx=onnx, device="cpu")["accuracy"]
 
 
 def print_table(results: dict[str, dict[str, float]]) -> None:

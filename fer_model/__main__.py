@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
+from .image_processing import TTA_MODES
 from .loading import DEFAULT_MODEL_ID
-from .tta import TTA_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +70,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .data import load_fer2013
     from .evaluation import evaluate_folder
 
-    split = load_fer2013(args.dataset)[args.split]
+    split = load_fer2013(args.dataset, splits=(args.split,))[args.split]  # the dataset needs only that split
     if args.max_samples is not None:
         split = split.select(range(min(args.max_samples, len(split))))
     metrics = evaluate_folder(args.model, split, tta=args.tta, batch_size=args.batch_size, onnx=args.onnx)
@@ -98,7 +98,7 @@ def calibration_batch(source: str, config: object, samples: int) -> object:
     from .data import load_fer2013, split_to_tensors
     from .image_processing import gray_to_pixel_values
 
-    train = load_fer2013(source)["train"]
+    train = load_fer2013(source, splits=("train",))["train"]
     images, _ = split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))
     return gray_to_pixel_values(images, config).numpy()
 

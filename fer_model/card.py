@@ -14,17 +14,13 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .loading import is_hub_id
 from .modeling import PRETRAINED_TAGS
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
 CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 TAGS = ["image-classification", "facial-expression-recognition", "emotion-recognition", "fer2013", "vgg16",
         "custom_code"]
-
-
-def is_hub_id(source: str) -> bool:
-    """'owner/name' or 'name' that is not a local path."""
-    return not Path(source).expanduser().exists() and not source.startswith((".", "/", "~")) and source.count("/") <= 1
 
 
 def render_model_card(

@@ -1,76 +1,53 @@
-"""load_fer2013: FER2013 from any of its common forms -> one DatasetDict schema.
+"""load_fer2013: FER2013 (or another face dataset) in any of its common forms -> one DatasetDict schema.
 
-Sources (`source` argument):
-
-1. a Hub dataset id, or a local Hub-style dataset folder (`load_dataset(path)`, e.g. ``../shared/fer2013``),
-   or a folder written by ``DatasetDict.save_to_disk``;
-2. the original Kaggle ``fer2013.csv`` (columns emotion, pixels, Usage = Training / PublicTest / PrivateTest);
-3. the Kaggle image-folder release (``train/<label>/*.jpg``, ``test/<label>/*.jpg``): ``test`` is split
-   into validation / test by the ``PublicTest_`` / ``PrivateTest_`` file-name prefixes; without prefixes,
-   validation is carved from train with a fixed seed;
-4. any ``datasets.Dataset(Dict)`` with an image column (or a Kaggle-style ``pixels`` column) and a label
-   column, detected or named by ``image_column`` / ``label_column``; label names are matched to the FER
-   names case-insensitively.
-
-A source with train and test splits but no validation split gets one carved from train (stratified,
-fixed seed, 10 %); a source without a train or test split is an error.
-
-Output: ``DatasetDict(train, validation, test)`` with ``image`` (48x48 grayscale PIL), ``label``
-(ClassLabel with `FER2013_LABELS`) and ``id`` (the original id, file stem or CSV line).
-
-Every row is checked once (label known, image readable). A bad row raises `DataError` naming the split,
-the row / file / label and the problem; with ``skip_bad_rows=True`` (``--skip_bad_rows``) bad rows are
-dropped and their count is printed, so nothing disappears silently.
+Sources: a Hub dataset id, a Hub-style or save_to_disk folder (e.g. ``../shared/fer2013``), the Kaggle
+``fer2013.csv`` (emotion, pixels, Usage), the Kaggle image folder (``train/<label>/*.jpg``, ``test/<label>/*.jpg``:
+datasets' ``imagefolder`` builder; ``PublicTest_`` / ``PrivateTest_`` test files become validation / test by
+its ``data_files`` patterns) or any ``Dataset(Dict)``. Columns: pass ``image_column`` / ``label_column``; only
+when they are not given are they detected (fallback): the one ``Image`` / ``ClassLabel`` column, else ``image``
+or ``pixels`` / ``label`` or ``emotion``. String labels become ClassLabel codes (``class_encode_column``); code
+names match the FER names in any case (or a synonym) and the FER ClassLabel encodes them. ``splits``: the
+splits wanted; the source needs only those (a test-only dataset can be evaluated); a missing validation split
+is carved from train. Output: ``image`` (48x48 grey), ``label``, ``id`` and ``pixels`` (the face as 2304 uint8):
+each image is decoded ONCE, in the row check (`fer_model.images.decode_face`), and `split_to_tensors` reads
+``pixels``. A bad row raises `DataError` naming split, row / file / CSV line, label and problem;
+``skip_bad_rows=True`` (``--skip_bad_rows``) drops the bad rows and prints how many.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value, load_dataset, load_from_disk
-from PIL import Image as PILImage
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, load_dataset, load_from_disk
+from datasets.data_files import SPLIT_KEYWORDS
+from datasets.packaged_modules.imagefolder.imagefolder import IMAGE_EXTENSIONS
 
 from .configuration import FER2013_LABELS
+from .images import decode_face, png_bytes
+from .loading import is_hub_id
 
-# The project's FER2013 on the Hugging Face Hub (the same layout as ../shared/fer2013); `--dataset` default.
-DEFAULT_DATASET = "fer-vgg16/fer2013"
+DEFAULT_DATASET = "fer-vgg16/fer2013"  # the project's FER2013 on the Hub (the layout of ../shared/fer2013)
 IMAGE_SIZE = 48  # FER2013 faces are 48x48 grayscale; other images are converted to that
 SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
-    "train": ("train", "training"),
-    "validation": ("validation", "valid", "val", "dev", "publictest", "public_test"),
-    "test": ("test", "privatetest", "private_test"),
-}
-# The original fer2013.csv: its `Usage` values and its emotion codes (not alphabetical: 4=Sad, 6=Neutral).
-KAGGLE_USAGE = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
-KAGGLE_EMOTION_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-# Spellings used by other FER releases for the same seven classes.
+KAGGLE_USAGE = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}  # fer2013.csv Usage
+KAGGLE_PREFIXES = {"validation": "PublicTest_", "test": "PrivateTest_"}  # the image-folder release's test files
+KAGGLE_EMOTION_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # 4=sad, 6=neutral
 LABEL_ALIASES = {"anger": "angry", "disgusted": "disgust", "fearful": "fear", "happiness": "happy",
-                 "sadness": "sad", "surprised": "surprise"}
-LABEL_COLUMN_NAMES = ("label", "labels", "emotion", "emotions", "expression", "class", "target")
-IMAGE_COLUMN_NAMES = ("image", "img", "face", "pixels")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-VALIDATION_FRACTION = 0.1
-VALIDATION_SEED = 42
-MAX_ERRORS_SHOWN = 3
+                 "sadness": "sad", "surprised": "surprise"}  # other FER releases' spellings
+VALIDATION_FRACTION, VALIDATION_SEED, MAX_ERRORS_SHOWN = 0.1, 42, 3
 
-FEATURES = Features({"image": Image(), "label": ClassLabel(names=list(FER2013_LABELS)), "id": Value("string")})
-_CHECKED_FEATURES = Features({**FEATURES, "_where": Value("string"), "_error": Value("string")})
+FEATURES = Features({"image": Image(), "label": ClassLabel(names=list(FER2013_LABELS)), "id": Value("string"),
+                     "pixels": List(Value("uint8"), length=IMAGE_SIZE * IMAGE_SIZE)})
+_CHECKED_FEATURES = Features({**FEATURES, "_error": Value("string")})
 
 
 class DataError(ValueError):
     """Bad input data; the message names the split, row, file or label at fault."""
-
-
-class MalformedPixels(ValueError):
-    """A fer2013.csv `pixels` value that is not 48x48 integers in 0..255."""
 
 
 def load_fer2013(
@@ -78,391 +55,196 @@ def load_fer2013(
     *,
     image_column: str | None = None,
     label_column: str | None = None,
-    label_names: Sequence[str] | None = None,
     skip_bad_rows: bool = False,
-    validation_fraction: float = VALIDATION_FRACTION,
-    seed: int = VALIDATION_SEED,
+    splits: Sequence[str] = SPLITS,
 ) -> DatasetDict:
-    """FER2013 from `source` (see the module docstring) as DatasetDict(train, validation, test).
+    """The wanted `splits` of `source` (see the module docstring) in the one schema, every row checked."""
+    if not splits or any(split not in SPLITS for split in splits):
+        raise ValueError(f"splits={list(splits)} must be a non-empty subset of {SPLITS}")
+    raw, origin = _read(source)
+    found = _named_splits(raw, origin, skip_bad_rows)
+    carve = "validation" in splits and "validation" not in found
+    needed = [s for s in SPLITS if s in ((set(splits) - {"validation"}) | {"train"} if carve else set(splits))]
+    missing = [split for split in needed if split not in found]
+    if missing:
+        raise DataError(f"{origin} has no {missing[0]} split (splits found: {list(found)})")
+    checked = {s: _check_rows(found[s], s, origin, image_column, label_column, skip_bad_rows) for s in needed}
+    if carve:
+        checked["train"], checked["validation"] = _carve_validation(checked["train"])
+    return DatasetDict({split: checked[split] for split in SPLITS if split in splits})
 
-    Args:
-        image_column / label_column: column names, when detection is ambiguous (kind 4).
-        label_names: names of integer label codes for a plain integer label column (kind 4).
-        skip_bad_rows: drop rows with an unknown label, unreadable image or malformed pixels (and print
-            how many) instead of raising `DataError`.
-        validation_fraction / seed: how validation is carved from train when the source has none.
-    """
-    options = {"image_column": image_column, "label_column": label_column, "label_names": label_names,
-               "skip_bad_rows": skip_bad_rows}
+
+def _read(source: str | os.PathLike | Dataset | DatasetDict) -> tuple[Dataset | DatasetDict, str]:
+    """The source as datasets objects, and how messages name it."""
     if isinstance(source, (Dataset, DatasetDict)):
-        splits = _from_datasets(source, origin="the dataset", **options)
-    else:
-        splits = _from_path(str(source), **options)
-    return _with_validation(splits, validation_fraction, seed)
-
-
-def _from_path(source: str, **options: Any) -> dict[str, Dataset]:
+        return source, "the dataset"
     path = Path(source).expanduser()
-    if path.is_file():
-        if path.suffix.lower() != ".csv":
-            raise DataError(f"{path}: a file source must be the Kaggle fer2013.csv (emotion, pixels, Usage)")
-        try:
-            table = load_dataset("csv", data_files=str(path), split="train")
-        except Exception as error:  # pandas / pyarrow parse errors
-            raise DataError(f"{path}: not a readable CSV file ({error})") from error
-        return _from_datasets(table, origin=path.name, **options)
-    if path.is_dir():
-        if (path / "dataset_dict.json").is_file():
-            return _from_datasets(load_from_disk(str(path)), origin=str(path), **options)
-        if _is_image_folder(path):
-            return _from_image_folder(path, skip_bad_rows=options["skip_bad_rows"])
-        try:
-            folder = load_dataset(str(path))
-        except Exception as error:  # no data files, mixed formats, ...
-            raise DataError(f"{path} is not a dataset folder ({type(error).__name__}: {error}); expected a "
-                            "Hub-style dataset folder, a save_to_disk folder, or the Kaggle image folder "
-                            "(train/, test/)") from error
-        return _from_datasets(folder, origin=str(path), **options)
-    if source.startswith((".", "/", "~")) or path.suffix.lower() == ".csv" or source.count("/") > 1:
-        raise FileNotFoundError(f"dataset source {source!r} does not exist")
+    if not path.exists() and (not is_hub_id(str(source)) or path.suffix.lower() == ".csv"):
+        raise FileNotFoundError(f"dataset source {str(source)!r} does not exist")
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise DataError(f"{path}: a file source must be the Kaggle fer2013.csv (emotion, pixels, Usage)")
+    data_files = _image_folder_files(path) if path.is_dir() else None
     try:
-        hub = load_dataset(source)
-    except Exception as error:  # offline, unknown repo, gated repo: all raise differently
-        raise OSError(
-            f"Could not load the dataset {source!r} from the Hugging Face Hub ({type(error).__name__}: {error}). "
-            "Pass a local source instead: a Hub-style dataset folder, the Kaggle fer2013.csv, or the Kaggle "
-            "image folder (train/<label>/*.jpg, test/<label>/*.jpg)."
-        ) from error
-    return _from_datasets(hub, origin=source, **options)
+        if (path / "dataset_dict.json").is_file():
+            return load_from_disk(str(path)), str(path)
+        if path.is_file():
+            return load_dataset("csv", data_files=str(path), split="train"), path.name
+        if path.exists():  # a Hub-style folder (parquet...) or a folder of images (the imagefolder builder)
+            return load_dataset(str(path), data_files=data_files), str(path)
+        return load_dataset(str(source)), str(source)
+    except Exception as error:  # parse errors, no data files, offline, unknown or gated repo...
+        raise (DataError if path.exists() else OSError)(
+            f"Could not load the dataset {str(source)!r} ({type(error).__name__}: {error}). Pass a local source "
+            "instead: a Hub-style dataset folder, the Kaggle fer2013.csv, or the Kaggle image folder "
+            "(train/<label>/*.jpg, test/<label>/*.jpg).") from error
 
 
-# --- kind 4 (and 1, 2): datasets ------------------------------------------------------------------
+def _image_folder_files(path: Path) -> dict[str, str] | None:
+    """data_files for the Kaggle image-folder release, whose test/ holds PublicTest_ and PrivateTest_ files."""
+    test = [p for p in sorted(path.glob("test/*/*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not any(p.name.startswith(KAGGLE_PREFIXES["validation"]) for p in test) or any(
+            (path / name).is_dir() for name in ("validation", "valid", "val")):
+        return None
+    stray = [p for p in test if not p.name.startswith(tuple(KAGGLE_PREFIXES.values()))]
+    if stray:
+        raise DataError(f"{stray[0]}: test files are split by their PublicTest_/PrivateTest_ prefix, but not this one")
+    splits = {split: f"test/*/{prefix}*" for split, prefix in KAGGLE_PREFIXES.items()}
+    return {"train": "train/**", **splits} if (path / "train").is_dir() else splits
 
 
-def _from_datasets(
-    source: Dataset | DatasetDict,
-    *,
-    origin: str,
-    image_column: str | None,
-    label_column: str | None,
-    label_names: Sequence[str] | None,
-    skip_bad_rows: bool,
-) -> dict[str, Dataset]:
-    """Detect the columns, rename the splits, check and convert every row."""
-    raw = _split_by_usage(source, origin, skip_bad_rows)
-    first = next(iter(raw.values()))
-    image_col = _image_column(first, image_column)
-    label_col, names = _label_column(first, label_column, label_names, origin)
-    id_col = "id" if "id" in first.column_names and image_col != "id" else None
-    splits = {}
-    for split, dataset in raw.items():
-        missing = [c for c in (image_col, label_col) if c not in dataset.column_names]
-        if missing:
-            raise DataError(f"{split} split of {origin} has no column {missing[0]!r} (columns: {dataset.column_names})")
-        splits[split] = _check_rows(dataset, split, image_col, label_col, names, id_col, origin, skip_bad_rows)
-    return splits
-
-
-def _split_by_usage(source: Dataset | DatasetDict, origin: str, skip_bad_rows: bool) -> dict[str, Dataset]:
-    """Named splits, or (for fer2013.csv-style tables) splits made from the Usage column."""
-    if isinstance(source, DatasetDict) and len(source) == 1:
-        only = next(iter(source.values()))
-        if _find_column(only, ("usage",)):
-            source = only
+def _named_splits(source: Dataset | DatasetDict, origin: str, skip_bad_rows: bool) -> dict[str, Dataset]:
+    """Splits named train / validation / test: renamed, or made from fer2013.csv's Usage column."""
+    if isinstance(source, DatasetDict) and len(source) == 1 and "Usage" in next(iter(source.values())).column_names:
+        source = next(iter(source.values()))
     if isinstance(source, Dataset):
-        usage = _find_column(source, ("usage",))
-        if usage is None:
-            raise DataError(f"{origin} is a single table without a Usage column: pass a DatasetDict with "
-                            "train / validation / test (or train / test) splits")
-        source = source.add_column("_row", list(range(len(source))))
-        values = source[usage]
-        unknown = [i for i, value in enumerate(values) if value not in KAGGLE_USAGE]
-        if unknown:
-            first = f"{_row_place(origin, unknown[0])}: unknown {usage} value {values[unknown[0]]!r} " \
-                    f"(expected one of {list(KAGGLE_USAGE)})"
-            if not skip_bad_rows:
-                raise DataError(f"{len(unknown)} row(s) of {origin} belong to no split: {first}. "
-                                "Fix the data, or pass --skip_bad_rows (skip_bad_rows=True) to drop them.")
-            print(f"load_fer2013: skipped {len(unknown)} row(s) of {origin} that belong to no split: {first}",
-                  file=sys.stderr)
-        splits = {}
-        for name, split in KAGGLE_USAGE.items():
-            rows = [i for i, value in enumerate(values) if value == name]
-            if not rows:
-                raise DataError(f"{origin} has no rows with {usage}={name} (the {split} split)")
-            splits[split] = source.select(rows)
-        return splits
+        return _split_by_usage(source, origin, skip_bad_rows)
     found: dict[str, Dataset] = {}
     for name, dataset in source.items():
-        split = next((s for s, aliases in SPLIT_ALIASES.items() if name.lower() in aliases), None)
-        if split is None:
+        split = KAGGLE_USAGE.get(name) or next((str(s) for s, words in SPLIT_KEYWORDS.items() if name.lower() in words),
+                                                None)  # datasets' own split names ("valid", "dev"...)
+        if split not in SPLITS:
             print(f"load_fer2013: ignoring split {name!r} of {origin} (not train/validation/test)", file=sys.stderr)
         elif split in found:
             raise DataError(f"{origin} has two splits for {split}: rename one of them")
         else:
             found[split] = dataset
-    for split in ("train", "test"):
-        if split not in found:
-            raise DataError(f"{origin} has no {split} split (splits found: {list(source)})")
     return found
 
 
-def _row_place(origin: str, row: int) -> str:
-    """How an error names a row: its line in a CSV file (header = line 1), else its index."""
-    return f"{origin} line {row + 2}" if origin.lower().endswith(".csv") else f"row {row}"
+def _split_by_usage(table: Dataset, origin: str, skip_bad_rows: bool) -> dict[str, Dataset]:
+    if "Usage" not in table.column_names:
+        raise DataError(f"{origin} is a single table without a Usage column: pass a DatasetDict of splits")
+    table = table.add_column("_row", list(range(len(table))))  # the CSV line, for messages
+    unknown = [(i, value) for i, value in enumerate(table["Usage"]) if value not in KAGGLE_USAGE]
+    if unknown:
+        _bad_rows(len(unknown), f"row(s) of {origin} that belong to no split: {origin} line {unknown[0][0] + 2}: "
+                  f"unknown Usage value {unknown[0][1]!r} (expected {list(KAGGLE_USAGE)})", skip_bad_rows)
+    splits = {split: table.filter(lambda value, usage=usage: value == usage, input_columns="Usage")
+              for usage, split in KAGGLE_USAGE.items()}
+    return {split: data for split, data in splits.items() if len(data)}
 
 
-def _find_column(dataset: Dataset, names: Sequence[str]) -> str | None:
-    lower = {c.lower(): c for c in dataset.column_names}
-    return next((lower[n] for n in names if n in lower), None)
+def _column(dataset: Dataset, given: str | None, kind: str, feature: type, names: tuple[str, ...]) -> str:
+    """The given column, or (fallback) the only column of that feature type, else the one with a usual name."""
+    columns, typed = dataset.column_names, [c for c, f in dataset.features.items() if isinstance(f, feature)]
+    found = [c for c in columns if c == given] if given else typed if len(typed) == 1 else [
+        c for c in columns if c.lower() in names]
+    if len(found) != 1:
+        problem = f"{kind}_column={given!r} is not a column" if given else f"cannot tell which column holds the {kind}s"
+        raise DataError(f"{problem} (columns: {columns}); pass {kind}_column=" + (
+            " (in an image folder, every image sits in a <label>/ folder)" if kind == "label" else ""))
+    return found[0]
 
 
-def _image_column(dataset: Dataset, given: str | None) -> str:
-    columns = dataset.column_names
-    if given is not None:
-        if given not in columns:
-            raise DataError(f"image_column={given!r} is not a column (columns: {columns})")
-        return given
-    typed = [c for c, f in dataset.features.items() if isinstance(f, Image)]
-    if len(typed) == 1:
-        return typed[0]
-    named = _find_column(dataset, IMAGE_COLUMN_NAMES)
-    if named is not None and (not typed or named in typed):
-        return named
-    raise DataError(f"cannot tell which column holds the images (columns: {columns}); pass image_column=")
-
-
-def _label_column(dataset: Dataset, given: str | None, label_names: Sequence[str] | None,
-                  origin: str) -> tuple[str, list[str] | None]:
-    """The label column and, for integer labels, the names of the codes (None: labels are strings)."""
-    columns = dataset.column_names
-    if given is not None and given not in columns:
-        raise DataError(f"label_column={given!r} is not a column (columns: {columns})")
-    column = given
-    if column is None:
-        typed = [c for c, f in dataset.features.items() if isinstance(f, ClassLabel)]
-        column = typed[0] if len(typed) == 1 else _find_column(dataset, LABEL_COLUMN_NAMES)
-    if column is None:
-        raise DataError(f"cannot tell which column holds the labels (columns: {columns}); pass label_column=")
-    feature = dataset.features[column]
-    if label_names is not None:
-        return column, list(label_names)
-    if isinstance(feature, ClassLabel):
-        return column, list(feature.names)
-    if isinstance(feature, Value) and feature.dtype == "string":
-        return column, None
-    if isinstance(feature, Value) and "int" in feature.dtype:
-        if column.lower() == "emotion" and _find_column(dataset, ("pixels",)):
-            return column, list(KAGGLE_EMOTION_CODES)  # the original fer2013.csv coding
-        raise DataError(f"label column {column!r} of {origin} holds integers without names: cast it to "
-                        "ClassLabel(names=[...]) or pass label_names=")
-    raise DataError(f"label column {column!r} of {origin} has type {feature}; expected ClassLabel, str or int")
-
-
-# --- kind 3: the Kaggle image folder ---------------------------------------------------------------
-
-
-def _is_image_folder(path: Path) -> bool:
-    train = path / "train"
-    return train.is_dir() and any(child.is_dir() for child in train.iterdir())
-
-
-def _from_image_folder(root: Path, *, skip_bad_rows: bool) -> dict[str, Dataset]:
-    """train/<label>/*.jpg and test/<label>/*.jpg (+ optional validation/ or val/) -> checked splits."""
-    if not (root / "test").is_dir():
-        raise DataError(f"image folder {root} has no test/ folder "
-                        "(expected train/<label>/*.jpg and test/<label>/*.jpg)")
-    files = {split: _list_images(root / split) for split in ("train", "test")}
-    val_dir = next((root / d for d in ("validation", "val") if (root / d).is_dir()), None)
-    if val_dir is not None:
-        files["validation"] = _list_images(val_dir)
-    else:
-        prefixed = [p for p in files["test"] if p.name.startswith(("PublicTest_", "PrivateTest_"))]
-        if prefixed:
-            unprefixed = [p for p in files["test"] if p not in set(prefixed)]
-            if unprefixed:
-                raise DataError(f"{unprefixed[0]}: test files are split by their PublicTest_/PrivateTest_ prefix, "
-                                "but this one has neither")
-            files["validation"] = [p for p in prefixed if p.name.startswith("PublicTest_")]
-            files["test"] = [p for p in prefixed if p.name.startswith("PrivateTest_")]
-    splits = {}
-    for split, paths in files.items():
-        if not paths:
-            raise DataError(f"image folder {root} has no images for the {split} split")
-        labels = [p.parent.name if p.parent.parent.parent == root else None for p in paths]
-        table = Dataset.from_dict({
-            "image": [str(p) for p in paths],
-            "label": labels,
-            "id": [p.stem for p in paths],
-            "_where": [str(p) for p in paths],
-            "_error": [None if label else "not inside a <label>/ folder" for label in labels],
-        }, features=Features({"image": Value("string"), "label": Value("string"), "id": Value("string"),
-                              "_where": Value("string"), "_error": Value("string")}))
-        splits[split] = _check_rows(table, split, "image", "label", None, "id", str(root), skip_bad_rows)
-    return splits
-
-
-def _list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (one level of label folders); other files are counted and reported."""
-    images, others = [], []
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir() or path.name.startswith("."):
-            continue
-        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
-    if others:
-        print(f"load_fer2013: ignored {len(others)} non-image file(s) in {folder}, e.g. {others[0]}", file=sys.stderr)
-    return images
-
-
-# --- row checks, shared by every source ------------------------------------------------------------
-
-
-def _check_rows(
-    dataset: Dataset,
-    split: str,
-    image_column: str,
-    label_column: str,
-    label_names: list[str] | None,
-    id_column: str | None,
-    origin: str,
-    skip_bad_rows: bool,
-) -> Dataset:
-    """Convert every row to the output schema; raise on (or drop and count) the bad ones."""
-    if isinstance(dataset.features[image_column], Image):
+def _check_rows(dataset: Dataset, split: str, origin: str, image_column: str | None, label_column: str | None,
+                skip_bad_rows: bool) -> Dataset:
+    """Decode every image (once) and name every label, in the output schema; raise on (or drop) bad rows."""
+    image_column = _column(dataset, image_column, "image", Image, ("image", "pixels"))
+    label_column = _column(dataset, label_column, "label", ClassLabel, ("label", "emotion"))
+    if isinstance(dataset.features[image_column], Image):  # bytes / path: decoded once, below
         dataset = dataset.cast_column(image_column, Image(decode=False))
-    lookup = _label_lookup()
+    dataset, names = _label_codes(dataset, label_column, origin)
+    fer_names = [LABEL_ALIASES.get(name.strip().lower(), name.strip().lower()) for name in names]  # any case, synonyms
+    id_column = "id" if "id" in dataset.column_names and image_column != "id" else None
 
     def check(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out: dict[str, list] = {"image": [], "label": [], "id": [], "_where": [], "_error": []}
-        rows = batch.get("_row", indices)
+        rows = []
         for k, index in enumerate(indices):
-            row_id = str(batch[id_column][k]) if id_column else f"{split}_{index}"
-            place = batch["_where"][k] if "_where" in batch else _row_place(origin, rows[k])
-            if id_column and "_where" not in batch:
-                place += f" (id {row_id!r})"
-            error = batch["_error"][k] if "_error" in batch else None
-            label = -1
-            image = None
-            if error is None:
-                label, error = _label_id(batch[label_column][k], label_names, lookup)
-            if error is None:
-                try:
-                    image = {"bytes": _image_bytes(batch[image_column][k]), "path": None}
-                except MalformedPixels as exc:
-                    error = str(exc)
-                except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError... for broken files
-                    error = f"unreadable image ({type(exc).__name__}: {exc})"
-            out["image"].append(image)
-            out["label"].append(label if error is None else -1)
-            out["id"].append(row_id)
-            out["_where"].append(place)
-            out["_error"].append(error)
-        return out
+            value, code = batch[image_column][k], batch[label_column][k]
+            path = value.get("path") if isinstance(value, dict) else None
+            row_id = str(batch[id_column][k]) if id_column else Path(path).stem if path else f"{split}_{index}"
+            row = {"image": None, "label": None, "id": row_id, "pixels": None, "_error": None}
+            if code is None or not 0 <= code < len(names):
+                row["_error"] = "missing label" if code is None else f"unknown label code {code} (codes: {names})"
+            elif fer_names[code] not in FER2013_LABELS:
+                row["_error"] = f"unknown label {names[code]!r} (expected one of {list(FER2013_LABELS)})"
+            else:
+                try:  # the one decode of this image
+                    face, data = _parse_pixels(value) if isinstance(value, str) else decode_face(
+                        value.get("bytes") or Path(value["path"]).read_bytes(), IMAGE_SIZE)
+                    row.update(image={"bytes": data, "path": None}, label=fer_names[code], pixels=face.ravel())
+                except Exception as exc:  # malformed pixels (DataError), unreadable files (ImageLoadError, OSError)
+                    row["_error"] = str(exc) if isinstance(exc, DataError) else f"unreadable image ({exc})"
+            where = path or (f"{origin} line {batch['_row'][k] + 2}" if "_row" in batch  # CSV header = line 1
+                             else f"row {index}" + (f" (id {row_id!r})" if id_column else ""))
+            rows.append({**row, "_error": row["_error"] and f"{where}: {row['_error']}"})
+        return {key: [row[key] for row in rows] for key in _CHECKED_FEATURES}
 
     checked = dataset.map(check, batched=True, with_indices=True, remove_columns=dataset.column_names,
                           features=_CHECKED_FEATURES, desc=f"checking {split}")
-    errors = [(w, e) for w, e in zip(checked["_where"], checked["_error"], strict=True) if e is not None]
+    errors = [error for error in checked["_error"] if error is not None]
     if errors:
-        shown = "; ".join(f"{w}: {e}" for w, e in errors[:MAX_ERRORS_SHOWN])
-        if not skip_bad_rows:
-            raise DataError(f"{len(errors)} bad row(s) in the {split} split: {shown}. "
-                            "Fix the data, or pass --skip_bad_rows (skip_bad_rows=True) to drop them.")
-        print(f"load_fer2013: skipped {len(errors)} bad row(s) in the {split} split: {shown}", file=sys.stderr)
-        checked = checked.filter(lambda e: e is None, input_columns="_error")
+        _bad_rows(len(errors), f"bad row(s) in the {split} split: {'; '.join(errors[:MAX_ERRORS_SHOWN])}",
+                  skip_bad_rows)
+        checked = checked.filter(lambda error: error is None, input_columns="_error")
     if len(checked) == 0:
         raise DataError(f"the {split} split has no usable rows")
-    return checked.remove_columns(["_where", "_error"])
+    return checked.remove_columns("_error")
 
 
-def _label_lookup() -> dict[str, int]:
-    lookup = {name.lower(): i for i, name in enumerate(FER2013_LABELS)}
-    lookup.update({alias: lookup[name] for alias, name in LABEL_ALIASES.items()})
-    return lookup
+def _bad_rows(count: int, what: str, skip_bad_rows: bool) -> None:
+    """Raise a DataError naming the bad rows, or (skip_bad_rows) say on stderr how many are dropped."""
+    if not skip_bad_rows:
+        raise DataError(f"{count} {what}. Fix the data, or pass --skip_bad_rows (skip_bad_rows=True) to drop them.")
+    print(f"load_fer2013: skipped {count} {what}", file=sys.stderr)
 
 
-def _label_id(value: Any, names: list[str] | None, lookup: dict[str, int]) -> tuple[int, str | None]:
-    """A source label (a name, or a code into `names`) -> (FER class id, error message or None)."""
-    if value is None:
-        return -1, "missing label"
-    if names is not None:
-        try:
-            code = int(value)
-        except (TypeError, ValueError):
-            return -1, f"label {value!r} is not an integer code"
-        if not 0 <= code < len(names):
-            return -1, f"unknown label code {code} (codes 0..{len(names) - 1} are {names})"
-        value = names[code]
-    key = str(value).strip().lower()
-    if key not in lookup:
-        return -1, f"unknown label {str(value)!r} (expected one of {list(FER2013_LABELS)})"
-    return lookup[key], None
+def _label_codes(dataset: Dataset, column: str, origin: str) -> tuple[Dataset, list[str]]:
+    """The label column as integer codes, and their names (the ClassLabel's, or fer2013.csv's)."""
+    if isinstance(dataset.features[column], Value) and dataset.features[column].dtype in ("string", "large_string"):
+        dataset = dataset.class_encode_column(column)  # names -> ClassLabel codes
+    if isinstance(dataset.features[column], ClassLabel):
+        return dataset, list(dataset.features[column].names)
+    if column.lower() == "emotion" and "pixels" in dataset.column_names:  # integer codes in fer2013.csv's coding
+        return dataset, list(KAGGLE_EMOTION_CODES)
+    raise DataError(f"label column {column!r} of {origin} holds {dataset.features[column]}, not names: cast it to "
+                    "ClassLabel(names=[...]) first (dataset.cast_column)")
 
 
-def _image_bytes(value: Any) -> bytes:
-    """Encoded 48x48 grayscale image from a datasets image dict, raw bytes, a file path or a pixels string."""
-    if isinstance(value, dict):
-        data = value.get("bytes") or Path(value["path"]).read_bytes()
-    elif isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-    elif isinstance(value, str) and Path(value).suffix.lower() in IMAGE_SUFFIXES:
-        data = Path(value).read_bytes()
-    elif isinstance(value, str):
-        return _png(_parse_pixels(value))
-    else:
-        raise ValueError(f"unsupported image value of type {type(value).__name__}")
-    image = PILImage.open(io.BytesIO(data))
-    image.load()
-    if image.mode == "L" and image.size == (IMAGE_SIZE, IMAGE_SIZE) and image.format in ("JPEG", "PNG"):
-        return data  # already FER2013-shaped: keep the original bytes
-    gray = image.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), PILImage.Resampling.BILINEAR)
-    return _png(np.asarray(gray))
+def _parse_pixels(pixels: str) -> tuple[np.ndarray, bytes]:
+    """fer2013.csv's space-separated pixel string -> (48x48 uint8 face, PNG bytes)."""
+    values = np.array(pixels.split())
+    if values.size != IMAGE_SIZE * IMAGE_SIZE or not np.char.isdigit(values).all() or values.astype(int).max() > 255:
+        raise DataError(f"malformed pixels: {values.size} values, expected {IMAGE_SIZE**2} integers in 0..255")
+    face = values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+    return face, png_bytes(face)
 
 
-def _parse_pixels(pixels: str) -> np.ndarray:
-    """fer2013.csv's space-separated pixel string -> 48x48 uint8 array."""
+def _carve_validation(train: Dataset) -> tuple[Dataset, Dataset]:
+    """(train, validation): a stratified, seeded share of train, for sources without a validation split."""
     try:
-        values = np.array(pixels.split(), dtype=np.int64)
-    except ValueError:
-        raise MalformedPixels("malformed pixels: not space-separated integers") from None
-    if values.size != IMAGE_SIZE * IMAGE_SIZE:
-        raise MalformedPixels(f"malformed pixels: {values.size} values, expected {IMAGE_SIZE * IMAGE_SIZE} (48x48)")
-    if values.min() < 0 or values.max() > 255:
-        raise MalformedPixels("malformed pixels: values outside 0..255")
-    return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.fromarray(array, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _with_validation(splits: dict[str, Dataset], fraction: float, seed: int) -> DatasetDict:
-    """Add a validation split carved from train (stratified, fixed seed) when the source has none."""
-    if "validation" not in splits:
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"validation_fraction={fraction} must be in (0, 1)")
-        try:
-            parts = splits["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column="label")
-        except ValueError:  # a class with a single row cannot be stratified
-            parts = splits["train"].train_test_split(test_size=fraction, seed=seed)
-        print(f"load_fer2013: no validation split in the source; carved {len(parts['test'])} rows "
-              f"({fraction:.0%}, seed {seed}) from train", file=sys.stderr)
-        splits = {**splits, "train": parts["train"], "validation": parts["test"]}
-    return DatasetDict({split: splits[split] for split in SPLITS})
-
-
-# --- tensors for training and evaluation -----------------------------------------------------------
+        parts = train.train_test_split(test_size=VALIDATION_FRACTION, seed=VALIDATION_SEED, stratify_by_column="label")
+    except ValueError:  # a class with a single row cannot be stratified
+        parts = train.train_test_split(test_size=VALIDATION_FRACTION, seed=VALIDATION_SEED)
+    print(f"load_fer2013: no validation split in the source; carved {len(parts['test'])} rows "
+          f"({VALIDATION_FRACTION:.0%}, seed {VALIDATION_SEED}) from train", file=sys.stderr)
+    return parts["train"], parts["test"]
 
 
 def split_to_tensors(split: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a split once: (N, 1, 48, 48) uint8 images and (N,) int64 labels.
-
-    Training keeps these resident (on the GPU) and slices batches from them, so the loop never touches PIL.
-    """
-    arrays = split.with_format("numpy", columns=["image", "label"])[:]
-    images = np.asarray(arrays["image"])
-    if images.dtype == object or images.ndim != 3:
-        raise DataError(f"images are not all {IMAGE_SIZE}x{IMAGE_SIZE} grayscale: load them with load_fer2013()")
-    return torch.from_numpy(images.astype(np.uint8, copy=False)).unsqueeze(1), torch.from_numpy(
-        arrays["label"].astype(np.int64))
+    """(N, 1, 48, 48) uint8 faces and (N,) int64 labels from `pixels` (training keeps them on the device)."""
+    if "pixels" not in split.column_names:
+        raise DataError(f"the split has no 'pixels' column (columns: {split.column_names}): load it with load_fer2013")
+    table = split.with_format("arrow", columns=["pixels", "label"])[:]
+    pixels = table.column("pixels").combine_chunks().flatten().to_numpy().reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    return torch.from_numpy(pixels.copy()), torch.from_numpy(table.column("label").to_numpy().astype(np.int64))

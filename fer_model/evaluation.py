@@ -1,7 +1,9 @@
 """Evaluation shared by training and `python -m fer_model evaluate`: tensors in, metrics out.
 
-Faces become model inputs through `fer_model.image_processing.gray_to_pixel_values`, the same function
-training uses, so training, its evaluation and `evaluate_folder` agree exactly. Metrics follow scikit-learn's definitions (zero where a ratio is undefined).
+Faces become model inputs through the pixel module (`fer_model.image_processing.gray_to_pixel_values`
+and its TTA views), the same functions training and FerImageProcessor use, so training, its evaluation,
+`evaluate_folder` and serving agree exactly. Metrics follow scikit-learn's definitions (zero where a ratio
+is undefined).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from .image_processing import gray_to_pixel_values
-from .tta import logits_with_tta
+from .image_processing import gray_to_pixel_values, logits_with_tta
 
 
 def predict_logits(

@@ -2,8 +2,10 @@
 
 The cascade runs on a grey copy downscaled to `detection_size` on its longest side (detection cost
 grows with the pixel count; faces that FER can read are large enough to survive it), and the boxes
-are mapped back to the input's coordinates. `expand` adds the margin used when cropping a face for
-the classifier: FER2013 faces include forehead and chin, which the cascade's tight box cuts off.
+are mapped back to the input's coordinates. That copy is for DETECTION only (shrunk with the pixel
+module's one resize kernel all the same): the classifier's crops never come from it. `expand` adds the
+margin used when cropping a face for the classifier: FER2013 faces include forehead and chin, which the
+cascade's tight box cuts off.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .image_processing import resize_array
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the input image
 
@@ -58,7 +62,7 @@ class FaceDetector:
         scale = min(1.0, self.detection_size / max(gray.shape))
         # an explicit size of at least 1 px: fx/fy would round a 1x1500 strip's width to 0 and cv2.resize fails
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-        small = gray if scale == 1.0 else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        small = gray if scale == 1.0 else resize_array(gray, size[::-1])
         side = max(1, round(self.min_face_size * scale))
         found = _classifier(self.cascade).detectMultiScale(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))

@@ -1,10 +1,10 @@
-"""Robust image loading for the app and the CLI: any upload -> an RGB PIL image, or a readable error.
+"""Robust image loading for the app, the CLI and datasets: any upload -> an RGB PIL image, or a readable error.
 
 Users upload anything: text files, half-downloaded JPEGs, 16-bit or CMYK scans, transparent PNGs,
 animated GIFs, phone photos that are stored sideways with an EXIF orientation tag, and PNGs whose
 header declares 40000x40000 pixels (a "decompression bomb"). `load_image` turns each of these into
 an upright RGB image or raises `ImageLoadError` with a message fit to show a user: it names what was
-wrong and never includes a stack trace or a server path.
+wrong and never includes a stack trace or a server path. `decode_face` opens dataset images the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .image_processing import scale_to_unit
+from .image_processing import flatten_mode, gray_face, resize_image
 
 MAX_PIXELS = 50_000_000  # refused before decoding: a 50 MP RGB image already needs 150 MB of memory
 MAX_SIDE = 1280  # the app (and the recognizer's working copy) downscales larger images to this side
@@ -51,6 +51,31 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors...
             raise ImageLoadError(f"the {image.format or 'image'} data is truncated or corrupt "
                                  f"({_short(error)})") from None
+
+
+def decode_face(data: bytes, size: int) -> tuple[np.ndarray, bytes]:
+    """A dataset image's bytes -> (size x size uint8 grey face, its encoded bytes), decoded once.
+
+    The same opener as `load_image`. A size x size grey JPEG/PNG (FER2013 itself) keeps its bytes; anything
+    else becomes a face through the pixel module (`gray_face`: the model's grey conversion and resize), as PNG.
+    """
+    with _open(data) as image:
+        try:
+            image.load()
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors...
+            raise ImageLoadError(f"the {image.format or 'image'} data is truncated or corrupt "
+                                 f"({_short(error)})") from None
+        if image.mode == "L" and image.size == (size, size) and image.format in ("JPEG", "PNG"):
+            return np.asarray(image), bytes(data)
+        face = gray_face(image, size)
+    return face, png_bytes(face)
+
+
+def png_bytes(face: np.ndarray) -> bytes:
+    """A uint8 grey array as PNG bytes (what a datasets Image column stores)."""
+    buffer = io.BytesIO()
+    Image.fromarray(face, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _open(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -103,24 +128,19 @@ def _exif_upright(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB: 16-bit and float scaled (not clipped), transparency composited on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        gray = np.round(scale_to_unit(np.asarray(image)) * 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, P, 1, L
+    """Any PIL mode -> 8-bit RGB, through the pixel module's one mode conversion (`flatten_mode`)."""
+    return flatten_mode(image).convert("RGB")
 
 
 def fit_within(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
-    """A copy no larger than max_side on its longest side (aspect kept); small images are returned as is."""
+    """A copy no larger than max_side on its longest side (aspect kept); small images are returned as is.
+
+    Shrunk with the pixel module's one resize kernel (`resize_image`): what the app shows and recognizes.
+    """
     if max(image.size) <= max_side:
         return image
     scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return resize_image(image, (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
 
 
 def _short(error: Exception) -> str:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .image_processing import FerImageProcessor
 from .modeling import FerForImageClassification
@@ -22,7 +23,7 @@ def load_model(
     Raises OSError naming the source, and how to point at another model, when it cannot be loaded.
     """
     source = str(Path(source).expanduser()) if str(source).startswith("~") else str(source)
-    if _looks_like_path(source) and not Path(source).exists():
+    if not is_hub_id(source) and not Path(source).exists():
         raise OSError(f"There is no model folder at {source!r}. Point --model (or the FER_MODEL environment "
                       "variable) at a folder written by train/train.py or save_pretrained(), or at a Hub repo id.")
     try:
@@ -37,6 +38,13 @@ def load_model(
     return model.to(device).eval(), processor
 
 
-def _looks_like_path(source: str) -> bool:
-    """A Hub id is "name" or "owner/name"; anything else with a slash or a leading . / ~ is a folder."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source.replace("/", "")
+def is_hub_id(source: str | os.PathLike) -> bool:
+    """Whether `source` names a Hub repo ("name" or "owner/name", by huggingface_hub's own rules) rather than
+    a local path: an existing path, or anything a repo id cannot be ("./x", "/x", "~/x", "a/b/c"), is local."""
+    if Path(source).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(str(source))
+    except HFValidationError:
+        return False
+    return True

@@ -1,9 +1,11 @@
 """EmotionRecognizer: an image -> every face found, each with a box, a label and all 7 probabilities.
 
-Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does)
--> Haar face boxes (fer_model.faces) -> margin crops -> FerImageProcessor -> the model, all faces in
-ONE batch (one forward however many faces). When no face is found the whole image is classified,
-which is right for the tight face crops FER2013 itself contains, and the result says face_found: false.
+Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does) for
+face DETECTION only -> Haar face boxes (fer_model.faces) -> margin crops cut from the INPUT image ->
+FerImageProcessor (the pixel module: the same grey conversion and resize kernel as training) -> the model,
+all faces in ONE batch (one forward however many faces). When no face is found the whole image is
+classified (the working copy, if the input is larger than max_side), which is right for the tight face
+crops FER2013 itself contains, and the result says face_found: false.
 Boxes are reported in the coordinates of the image passed in; faces are sorted left to right.
 """
 
@@ -13,17 +15,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from .faces import Box, FaceDetector
-from .image_processing import FerImageProcessor, to_gray
+from .image_processing import TTA_MODES, FerImageProcessor, logits_with_tta, resize, resize_image, to_gray
 from .images import MAX_SIDE
 from .loading import DEFAULT_MODEL_ID, load_model
 from .modeling import FerForImageClassification
-from .tta import TTA_MODES, logits_with_tta
 
 
 class EmotionRecognizer:
@@ -75,34 +75,37 @@ class EmotionRecognizer:
 
     def recognize(self, image: Image.Image | np.ndarray) -> dict[str, Any]:
         """Faces (box, label, score, scores) in a PIL image or an HxW(xC) array; the whole image if none."""
+        width, height = _size(image)
         gray, scale = self.working_gray(image)
-        boxes = self.detector.detect(gray)
+        boxes = [_scale_box(box, scale, (width, height)) for box in self.detector.detect(gray)]
         face_found = bool(boxes)
-        if not face_found:
-            boxes = [(0, 0, gray.shape[1], gray.shape[0])]
-        crops = [_crop(gray, self.detector.expand(box, gray.shape) if face_found else box) for box in boxes]
+        if face_found:
+            crops = [_crop(image, self.detector.expand(box, (height, width))) for box in boxes]
+        else:  # the whole input, exactly: scaling the working copy's size back could lose a pixel
+            boxes, crops = [(0, 0, width, height)], [image if scale == 1.0 else gray]
         probabilities = self.classify(crops)
-        if not face_found:  # the whole input, exactly: scaling the working copy's size back can lose a pixel
-            boxes = [(0, 0, *_size(image))]
-        faces = [self._face(_scale_box(box, scale, image) if face_found else box, p)
-                 for box, p in zip(boxes, probabilities, strict=True)]
-        return {"face_found": face_found, "faces": faces}
+        return {"face_found": face_found,
+                "faces": [self._face(box, p) for box, p in zip(boxes, probabilities, strict=True)]}
 
     def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
-        """uint8 grey copy at most max_side px on its longest side, and its scale w.r.t. the input."""
+        """uint8 grey copy at most max_side px on its longest side, and its scale w.r.t. the input.
+
+        For face detection (and for classifying a whole image larger than max_side) only: the crops of
+        found faces are cut from the input itself. Shrunk with the pixel module's one resize kernel.
+        """
         width, height = _size(image)
         scale = min(1.0, self.max_side / max(width, height))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if scale < 1.0 and isinstance(image, Image.Image):  # shrink before the (float) grey conversion
-            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-        gray = np.round(to_gray(image) * 255).astype(np.uint8)
+        if scale < 1.0 and isinstance(image, Image.Image):  # shrink the 8-bit image before the float grey
+            image = resize_image(image, size)
+        gray = to_gray(image)
         if gray.shape[::-1] != size:
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        return gray, scale
+            gray = resize(torch.from_numpy(gray)[None, None], size[::-1])[0, 0].numpy()
+        return np.round(gray * 255).astype(np.uint8), scale
 
     @torch.inference_mode()
-    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Probabilities (N, num_labels) for N grey crops, in one forward pass (TTA views included)."""
+    def classify(self, crops: list[Image.Image | np.ndarray]) -> np.ndarray:
+        """Probabilities (N, num_labels) for N face crops (any image input), in one forward pass (TTA included)."""
         pixel_values = self.processor(crops, return_tensors="pt")["pixel_values"]
         logits = logits_with_tta(self.runtime, pixel_values, self.tta)
         return logits.float().softmax(-1).cpu().numpy()
@@ -117,7 +120,6 @@ class EmotionRecognizer:
         }
 
 
-
 def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     if isinstance(image, Image.Image):
         return image.size
@@ -127,15 +129,15 @@ def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
                      f"{getattr(image, 'shape', '')}")
 
 
-def _crop(gray: np.ndarray, box: Box) -> np.ndarray:
+def _crop(image: Image.Image | np.ndarray, box: Box) -> Image.Image | np.ndarray:
     x, y, w, h = box
-    return gray[y : y + h, x : x + w]
+    return image.crop((x, y, x + w, y + h)) if isinstance(image, Image.Image) else image[y : y + h, x : x + w]
 
 
-def _scale_box(box: Box, scale: float, image: Image.Image | np.ndarray) -> Box:
-    """A box on the working copy -> the input image's pixels (clipped to it)."""
+def _scale_box(box: Box, scale: float, size: tuple[int, int]) -> Box:
+    """A box on the working copy -> the input image's pixels (clipped to its `size`, (width, height))."""
     if scale == 1.0:
         return box
-    width, height = _size(image)
+    width, height = size
     x, y = min(round(box[0] / scale), width - 1), min(round(box[1] / scale), height - 1)
     return x, y, min(round(box[2] / scale), width - x), min(round(box[3] / scale), height - y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,9 @@ def test_missing_split_is_named() -> None:
 
 def test_csv_without_private_test_rows_is_a_missing_split(tmp_path: Path) -> None:
     path = write_kaggle_csv(tmp_path / "fer2013.csv", sizes={"train": 7, "validation": 7, "test": 0})
-    with pytest.raises(DataError, match=r"no rows with Usage=PrivateTest \(the test split\)"):
+    with pytest.raises(DataError, match=r"fer2013.csv has no test split \(splits found: \['train', 'validation'\]\)"):
         load_fer2013(path)
+    assert len(load_fer2013(path, splits=("validation",))["validation"]) == 7  # what is there still loads
 
 
 def test_unknown_label_name_is_named_or_skipped(capsys) -> None:
@@ -159,13 +161,13 @@ def test_unknown_label_folder_names_label_and_file(tmp_path: Path) -> None:
         load_fer2013(root)
 
 
-def test_integer_labels_without_names_need_label_names() -> None:
+def test_integer_labels_without_names_are_named_by_a_class_label() -> None:
     split = Dataset.from_dict({"image": [PILImage.new("L", (48, 48))] * 2, "label": [0, 3]},
                               features=Features({"image": Image(), "label": Value("int64")}))
     data = DatasetDict({"train": split, "test": split, "validation": split})
-    with pytest.raises(DataError, match="holds integers without names"):
+    with pytest.raises(DataError, match=r"holds Value\('int64'\), not names: cast it to ClassLabel"):
         load_fer2013(data)
-    named = load_fer2013(data, label_names=["sad", "x", "y", "angry"])
+    named = load_fer2013(data.cast_column("label", ClassLabel(names=["sad", "x", "y", "angry"])))
     assert named["test"]["label"] == [FER2013_LABELS.index("sad"), FER2013_LABELS.index("angry")]
 
 
@@ -185,3 +187,85 @@ def test_real_fer2013_folder() -> None:
     images, labels = split_to_tensors(data["test"])
     assert images.shape == (3589, 1, 48, 48) and int(labels.max()) == 6
     assert np.bincount(labels.numpy()).min() > 0
+
+
+# --- only the wanted splits; each image decoded once ------------------------------------------------
+
+
+def test_only_the_wanted_splits_are_needed() -> None:
+    test_only = DatasetDict({"test": hub_dataset()["test"]})
+    with pytest.raises(DataError, match=r"has no train split \(splits found: \['test'\]\)"):
+        load_fer2013(test_only)
+    data = load_fer2013(test_only, splits=("test",))
+    assert list(data) == ["test"] and len(data["test"]) == SIZES["test"]
+    with pytest.raises(ValueError, match="subset of"):
+        load_fer2013(test_only, splits=("holdout",))
+
+
+@pytest.mark.parametrize("form", ["image_folder_png48", "image_folder_rgb96_jpeg", "hub_folder"])
+def test_a_test_only_face_dataset_evaluates_through_the_cli(tiny_model_dir: Path, tmp_path: Path, capsys,
+                                                            form: str) -> None:
+    """`python -m fer_model evaluate --dataset FOLDER --split test` on a folder that holds only test faces."""
+    from fer_model import FerForImageClassification, FerImageProcessor
+    from fer_model.__main__ import main
+
+    sizes = {"test": 13}
+    if form == "hub_folder":
+        root = write_hub_folder(tmp_path / "faces", sizes=sizes)
+    else:
+        rgb = form == "image_folder_rgb96_jpeg"
+        root = write_image_folder(tmp_path / "faces", sizes=sizes, prefixes=False, side=96 if rgb else 48,
+                                  mode="RGB" if rgb else "L", suffix=".jpg" if rgb else ".png")
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--dataset", str(root), "--split", "test"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    images, labels = split_arrays(sizes)["test"]
+    assert metrics["num_samples"] == 13
+    assert [metrics["per_class"][name]["support"] for name in FER2013_LABELS] == np.bincount(labels, minlength=7).tolist()
+    if form != "image_folder_rgb96_jpeg":  # lossless 48 px grey faces: the processor must give the same predictions
+        model = FerForImageClassification.from_pretrained(tiny_model_dir).eval()
+        pixel_values = FerImageProcessor.from_pretrained(tiny_model_dir)(list(images))["pixel_values"]
+        with torch.inference_mode():
+            predictions = model(pixel_values).logits.argmax(-1).numpy()
+        expected = np.zeros((7, 7), dtype=int)
+        np.add.at(expected, (np.array(labels), predictions), 1)
+        assert metrics["confusion_matrix"] == expected.tolist()
+
+
+def test_each_image_is_decoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row check decodes every image; split_to_tensors reads the stored pixels without decoding again."""
+    from PIL import ImageFile
+
+    decodes = []
+    original = ImageFile.ImageFile.load
+
+    def counting_load(image: ImageFile.ImageFile):  # a decode happens while tiles are still pending
+        decodes.extend([image.filename] if image.tile else [])
+        return original(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    data = load_fer2013(write_image_folder(tmp_path / "images"))
+    assert len(decodes) == sum(SIZES.values())
+    tensors = {split: split_to_tensors(data[split]) for split in data}
+    assert len(decodes) == sum(SIZES.values()) and tensors["test"][0].shape == (SIZES["test"], 1, 48, 48)
+
+
+def test_pixels_match_the_images_in_any_row_order(sources: dict[str, object]) -> None:
+    test = load_fer2013(sources["hub_folder"])["test"].shuffle(seed=3).select(range(5))  # an indices mapping
+    images, labels = split_to_tensors(test)
+    assert labels.tolist() == test["label"]
+    assert images[:, 0].numpy().tolist() == [np.asarray(row["image"]).tolist() for row in test]
+
+
+def test_image_outside_a_label_folder_is_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", prefixes=False)
+    PILImage.new("L", (48, 48)).save(root / "test" / "stray.png")
+    with pytest.raises(DataError, match=r"label.*every image sits in a <label>/ folder"):
+        load_fer2013(root)
+
+
+def test_unprefixed_file_among_prefixed_test_files_is_named(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images")
+    stray = root / "test" / "Happy" / "unsorted.png"
+    PILImage.new("L", (48, 48)).save(stray)
+    with pytest.raises(DataError, match=rf"{stray}: test files are split by their PublicTest_/PrivateTest_ prefix"):
+        load_fer2013(root)

@@ -70,14 +70,20 @@ def write_kaggle_csv(path: Path, sizes: dict[str, int] = SIZES, extra_rows: list
     return path
 
 
-def write_image_folder(root: Path, sizes: dict[str, int] = SIZES, prefixes: bool = True) -> Path:
-    """The Kaggle image-folder release: train/<Label>/*.jpg, test/<Label>/{PublicTest,PrivateTest}_*.jpg."""
+def write_image_folder(root: Path, sizes: dict[str, int] = SIZES, prefixes: bool = True, side: int = 48,
+                       mode: str = "L", suffix: str = ".png") -> Path:
+    """The Kaggle image-folder release: train/<Label>/*.jpg, test/<Label>/{PublicTest,PrivateTest}_*.jpg.
+
+    `side` / `mode` / `suffix` write the faces as another face dataset might ship them (e.g. 96 px RGB JPEGs).
+    """
     arrays = split_arrays(sizes)
     for split, (images, labels) in arrays.items():
         folder = "train" if split == "train" else "test"
         prefix = {"train": "Training_", "validation": "PublicTest_", "test": "PrivateTest_"}[split] if prefixes else ""
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            path = root / folder / FER2013_LABELS[label].capitalize() / f"{prefix}{split}{i:04d}.png"
+            path = root / folder / FER2013_LABELS[label].capitalize() / f"{prefix}{split}{i:04d}{suffix}"
             path.parent.mkdir(parents=True, exist_ok=True)
-            PILImage.fromarray(image).save(path)
+            face = PILImage.fromarray(image)
+            face = face if side == 48 else face.resize((side, side), PILImage.Resampling.BICUBIC)
+            face.convert(mode).save(path)
     return root

@@ -7,8 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_model import FerImageProcessor
+from fer_model import EmotionRecognizer, FerConfig, FerImageProcessor
 from fer_model.configuration import IMAGENET_MEAN, IMAGENET_STD
+from fer_model.image_processing import gray_to_pixel_values, to_gray
+from fer_model.images import load_image, to_rgb
+from tests.helpers.image_files import ASTRONAUT
+from tests.helpers.models import save_random_model
+from tests.helpers.tiny_fer import faces
 
 processor = FerImageProcessor()
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -36,22 +41,32 @@ def test_output_is_a_normalised_three_channel_batch() -> None:
     assert gray[0, :, 0].mean() < 0.05 and gray[0, :, -1].mean() > 0.95  # left dark, right bright
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "CMYK", "I;16", "I", "F", "1", "YCbCr"])
-def test_every_pil_mode_gives_the_same_grey(mode: str) -> None:
+def in_mode(mode: str) -> Image.Image:
+    """The gradient in any PIL mode (16-bit ones hold the 8-bit values x 257, float ones 0..1)."""
     base = Image.fromarray(gradient())
-    reference = gray_of(processor(base)["pixel_values"])
-    if mode == "I;16":
-        image = Image.fromarray(np.asarray(base).astype(np.uint16) * 257)
-    elif mode == "I":
-        image = Image.fromarray(np.asarray(base).astype(np.int32) * 257)
-    elif mode == "F":
-        image = Image.fromarray(np.asarray(base).astype(np.float32) / 255.0)
-    else:
-        image = base.convert(mode)
+    wide = np.asarray(base).astype(np.uint16) * 257
+    if mode.startswith("I;16"):
+        return Image.frombytes(mode, base.size, wide.astype({"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")).tobytes())
+    if mode in ("I", "F"):
+        return Image.fromarray(wide.astype(np.int32) if mode == "I" else np.asarray(base).astype(np.float32) / 255.0)
+    return base.convert({"La": "LA", "RGBa": "RGBA"}.get(mode, mode)).convert(mode)  # PIL: La / RGBa via LA / RGBA
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
+def test_every_pil_mode_gives_the_same_grey(mode: str) -> None:
+    reference = gray_of(processor(Image.fromarray(gradient()))["pixel_values"])
+    image = in_mode(mode)
     assert image.mode == mode
     gray = gray_of(processor(image)["pixel_values"])
-    tolerance = 0.5 if mode == "1" else 0.03  # 1-bit dithers; CMYK/palette round-trip loses a little
+    tolerance = 0.5 if mode == "1" else 0.03  # 1-bit dithers; CMYK/palette/LAB round-trips lose a little
     assert (gray - reference).abs().mean() < tolerance, mode
+
+
+@pytest.mark.parametrize("mode", Image.MODES)
+def test_file_loading_and_the_processor_share_one_mode_conversion(mode: str) -> None:
+    """load_image's RGB (images.to_rgb) holds exactly the grey the processor reads from the original mode."""
+    image = in_mode(mode)
+    np.testing.assert_allclose(to_gray(to_rgb(image)), to_gray(image), atol=1e-5, rtol=0)
 
 
 def test_transparent_pixels_become_white() -> None:
@@ -118,3 +133,54 @@ def test_image_size_follows_the_config() -> None:
 def test_garbage_is_a_clear_value_error(garbage: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         processor(garbage)
+
+
+# --- one pixel path: training / evaluation, the processor and the recognizer ------------------------
+
+
+def pixels_reaching_the_model(recognizer: EmotionRecognizer, image: object) -> tuple[dict, torch.Tensor]:
+    """recognize(image), and the pixel_values its runtime (the model, or ONNX) was given."""
+    seen: list[torch.Tensor] = []
+    runtime = recognizer.runtime
+    recognizer.runtime = lambda pixel_values: seen.append(pixel_values.clone()) or runtime(pixel_values)
+    try:
+        return recognizer.recognize(image), torch.cat(seen)
+    finally:
+        recognizer.runtime = runtime
+
+
+@pytest.mark.parametrize("image_size", [48, 64, 96])
+def test_training_processor_and_recognizer_give_the_same_pixel_values(tmp_path, image_size: int) -> None:
+    """uint8 grey faces (FER's 48 px, and 120 px ones that must be shrunk) through gray_to_pixel_values (train.py,
+    evaluation), FerImageProcessor and EmotionRecognizer (no face is detected in these: each is a whole crop)."""
+    small, _ = faces(4, seed=image_size)
+    large = np.stack([np.asarray(Image.fromarray(f).resize((120, 120), Image.Resampling.BICUBIC)) for f in small])
+    recognizer = EmotionRecognizer.from_pretrained(save_random_model(tmp_path / "model", image_size=image_size))
+    for images in (small, large):
+        check_one_pixel_path(images, recognizer)
+
+
+def check_one_pixel_path(images: np.ndarray, recognizer: EmotionRecognizer) -> None:
+    config = recognizer.model.config
+    training = gray_to_pixel_values(torch.from_numpy(images)[:, None], config)
+    assert training.shape == (len(images), 3, config.image_size, config.image_size)
+    processor = FerImageProcessor.from_model_config(config)
+    torch.testing.assert_close(processor([Image.fromarray(f) for f in images])["pixel_values"], training,
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(processor(images[..., None])["pixel_values"], training, atol=1e-5, rtol=0)  # NxHxWx1
+    for face, expected in zip(images, training, strict=True):
+        for image in (Image.fromarray(face), Image.fromarray(face).convert("RGB"), face):
+            result, seen = pixels_reaching_the_model(recognizer, image)
+            assert result["face_found"] is False
+            torch.testing.assert_close(seen, expected[None], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("side", [512, 2560])  # 2560 px: detection runs on a working copy, the crop does not
+def test_recognizer_crops_come_from_the_input_through_the_processor(tiny_model_dir, side: int) -> None:
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir)
+    image = load_image(ASTRONAUT).resize((side, side), Image.Resampling.BICUBIC)
+    result, seen = pixels_reaching_the_model(recognizer, image)
+    (face,) = result["faces"]
+    x, y, w, h = recognizer.detector.expand(tuple(face["box"]), (image.height, image.width))
+    expected = recognizer.processor(image.crop((x, y, x + w, y + h)), return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(seen, expected, atol=0, rtol=0)
