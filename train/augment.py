@@ -101,7 +101,7 @@ def affine_matrix(n: int, degrees: float, scale: float, translate: float, like: 
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     inverse = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], 1)  # (n, 2, 2)
     offset = -(inverse @ shift.unsqueeze(-1))
-    bottom = torch.tensor([0.0, 0.0, 1.0], device=like.device).expand(n, 1, 3)
+    bottom = F.pad(torch.ones(n, 1, 1, device=like.device), (2, 0))  # (0, 0, 1) rows, made on the device
     return torch.cat([torch.cat([inverse, offset], dim=2), bottom], dim=1)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from safetensors.torch import load_file
 
 from fer_model import FerForImageClassification
 from tests.helpers.paths import REPO
@@ -76,7 +75,7 @@ def second_call(first_call: dict, queue_file: Path) -> dict:
     """The next call on the same box (in this process): no benchmark, a deadline that cuts the resumed row."""
     out = queue_file.parent / "out2"
     summary = gpu_queue.main(["--queue", str(queue_file), "--out", str(out), "--work_dir", str(first_call["work"]),
-                              "--no_benchmark", "--deadline_s", "40"])
+                              "--no_benchmark", "--deadline_s", "25"])
     return {"out": out, "summary": summary}
 
 
@@ -106,7 +105,8 @@ def test_first_call_trains_measures_and_reports_every_row(first_call: dict) -> N
                      "queue.json", "queue.log"]
     assert out_problems(out) == [] and summary["model"]["row"] == "quick"
     assert all((out / part["file"]).stat().st_size <= 15 * MIB for part in summary["model"]["parts"])
-    assert "quick cut" not in (out / "queue.log").read_text() and "long cut (SIGTERM)" in (out / "queue.log").read_text()
+    log = (out / "queue.log").read_text()
+    assert "quick cut" not in log and "long cut (SIGTERM)" in log
 
 
 def test_collect_checks_and_unpacks_the_model_and_records_the_rows(first_call: dict, tmp_path: Path) -> None:

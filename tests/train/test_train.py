@@ -1,8 +1,8 @@
-"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, card, a SIGKILL and resume,
-the recipe options end to end, push, presets.
+"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, card, a SIGKILL and resume.
 
-The 2-process run is in test_train_ddp.py; batched augmentation in test_train_augment.py; each recipe option's
-effect on small tensors, the input path and the checkpoint files in test_train_recipe.py.
+The recipe options end to end and the push are in test_train_options.py, the 2-process run in test_train_ddp.py;
+batched augmentation in test_train_augment.py; each option's effect on small tensors in test_train_recipe.py
+and test_train_loop.py; presets and shards in test_train_presets.py; checkpoint files in test_train_checkpoints.py.
 """
 
 from __future__ import annotations
@@ -28,31 +28,15 @@ from PIL import Image as PILImage
 from safetensors.torch import load_file
 
 from fer_model import FER2013_LABELS, FerForImageClassification, FerImageProcessor
-from fer_model.card import render_model_card
-from fer_model.evaluation import classification_report
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
+from tests.train.quick import QUICK
 from train import train as train_script
-from train.batches import epoch_batches, steps_per_epoch
 from train.checkpoints import CheckpointError
-from train.recipe import Recipe, parse_args
-
-# Small and quick: Adam learns the synthetic bands in a few steps; 32 px exercises the on-device resize;
-# batches of 14 make 2 steps per epoch of the 28 training faces.
-QUICK = ["--cpu", "--no-pretrained", "--optimizer", "adam", "--lr", "1e-3", "--batch_size", "14",
-         "--eval_batch_size", "16", "--image_size", "32"]
-
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_hub_folder(tmp_path_factory.mktemp("fer-tiny")))
-
-
-@pytest.fixture
-def in_process():
-    """Run train.main in this process; reset accelerate's process-wide state afterwards."""
-    yield train_script.main
-    AcceleratorState._reset_state(True)
 
 
 # Every stateful part a resume must restore: schedule, augmentation and MixUp RNGs, dropout, EMA, the
@@ -256,115 +240,3 @@ def test_resume_refuses_a_changed_recipe(resumed_run: dict, killed_run: dict, da
     command = cli_command(dataset_dir, killed_run["output_dir"])[2:]
     with pytest.raises(ValueError, match=r"recipe differs from the checkpoint's in \['lr'\]"):
         train_script.main([*command, "--lr", "5e-4", "--resume_from_checkpoint", "latest"])
-
-
-def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypatch) -> None:
-    """vgg16_bn, a wider head, dropout, the plateau schedule, gradient clamping, label smoothing, MixUp, the
-    resized crop, random-area erasing, drop_last and EMA in one run, stopped after epoch 1 and resumed; then
-    the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
-    from huggingface_hub import HfApi, RepoUrl
-    from huggingface_hub.utils import filter_repo_objects
-
-    dataset = write_hub_folder(tmp_path / "data", {"train": 30, "validation": 14, "test": 13})
-    calls = []
-
-    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
-        calls.append(("create_repo", repo_id, private, exist_ok))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):
-        root = Path(folder_path)
-        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
-        uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
-        card = ModelCard.load(root / "README.md")
-        calls.append(("upload_folder", repo_id, uploaded, card.data.eval_results[0].metric_value))
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    output_dir = tmp_path / "out"
-    options = ["--backbone", "vgg16_bn", "--image_size", "48", "--hidden_size", "64", "--head_dropout", "0.3",
-               "--scheduler", "plateau", "--plateau_patience", "0", "--plateau_factor", "0.5",
-               "--grad_clip_value", "0.5", "--label_smoothing", "0.1", "--augment", "--mixup_alpha", "1.0",
-               "--resized_crop_scale", "0.8", "1.2", "--erasing_scale", "0.02", "0.33", "--drop_last",
-               "--ema_decay", "0.9", "--epochs", "2", "--batch_size", "12", "--checkpoints_total_limit", "2"]
-    command = [*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir), "--report_to",
-               "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test", "--hub_private"]
-    stopped = in_process([*command, "--stop_after_epoch", "1"])  # as a run split over two GPU-box calls
-    assert stopped["stopped_after_epoch"] == 1 and not (output_dir / "metrics.json").exists() and not calls
-    AcceleratorState._reset_state(True)
-    metrics = in_process([*command, "--resume_from_checkpoint", "latest"])
-
-    config = json.loads((output_dir / "config.json").read_text())
-    assert (config["backbone"], config["image_size"], config["hidden_size"], config["head_dropout"]) == (
-        "vgg16_bn", 48, 64, 0.3)
-    published = load_file(output_dir / "model.safetensors")
-    assert published["head.fc1.weight"].shape == (64, 512) and "features.1.running_mean" in published
-    history = metrics["validation"]["history"]
-    assert [h["lr"] for h in history] == [1e-3, 1e-3]  # plateau: stepped after each epoch, never within one
-    # the plateau state saved after epoch 2 (and restored for it by the resume) replays from the kept accuracies
-    replay = torch.optim.lr_scheduler.ReduceLROnPlateau(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3),
-                                                        mode="max", factor=0.5, patience=0)
-    for h in history:
-        replay.step(h["val_accuracy"])
-    saved = torch.load(output_dir / "checkpoints" / "checkpoint_2" / "scheduler.bin", weights_only=False)
-    assert (saved["best"], saved["num_bad_epochs"], saved["_last_lr"]) == (
-        replay.best, replay.num_bad_epochs, replay.get_last_lr())
-    checkpoints = output_dir / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_1", "checkpoint_2"]  # total_limit 2
-    raw = load_file(checkpoints / "checkpoint_2" / "model.safetensors")
-    ema = torch.load(checkpoints / "checkpoint_2" / "custom_checkpoint_1.pkl", weights_only=True)
-    assert int(ema["n_averaged"]) == 2 * 2  # epochs x steps: 30 faces, drop_last, batches of 12
-    name = "features.0.weight"
-    assert not torch.equal(ema[f"module.{name}"], raw[name])
-    best_epoch, kept = metrics["validation"]["best_epoch"], metrics["validation"]["best_model"]
-    assert kept == history[best_epoch - 1]["candidate"], "the published weights are the candidate kept that epoch"
-    at_best = checkpoints / f"checkpoint_{best_epoch}"
-    candidate = (load_file(at_best / "model.safetensors")[name] if kept == "model"
-                 else torch.load(at_best / "custom_checkpoint_1.pkl", weights_only=True)[f"module.{name}"])
-    torch.testing.assert_close(published[name], candidate)
-
-    assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
-    assert calls[0][1:] == ("someone/fer-vgg16-test", True, True)
-    _, repo_id, uploaded, card_accuracy = calls[1]
-    assert repo_id == "someone/fer-vgg16-test"
-    assert set(uploaded) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
-                             "configuration.py", "modeling.py", "image_processing.py", "metrics.json",
-                             "confusion_matrix.png", "train_config.yaml"}
-    assert card_accuracy == metrics["accuracy"]
-    assert ModelCard.load(output_dir / "README.md").data.model_name == "someone/fer-vgg16-test"
-
-
-def test_default_imagenet_init_offline_says_how_to_train_without_it(dataset_dir: str, tmp_path: Path,
-                                                                    in_process) -> None:
-    with pytest.raises(RuntimeError, match="--no-pretrained.*--pretrained_weights PATH"):
-        in_process(["--cpu", "--dataset", dataset_dir, "--epochs", "1", "--output_dir", str(tmp_path / "o")])
-
-
-def test_card_of_an_imagenet_fine_tune_names_the_base_model_and_hub_dataset() -> None:
-    confusion = [[5, 1], [2, 4]]
-    metrics = {**classification_report(confusion, ["happy", "sad"]), "tta": {},
-               "validation": {"best_accuracy": 0.7, "best_epoch": 3, "history": []},
-               "training": {"epochs_completed": 20, "num_processes": 8, "device": "cuda", "mixed_precision": "bf16",
-                            "train_samples": 28709, "validation_samples": 3589, "test_samples": 3589,
-                            "images_per_second": 9000.0, "train_time_s": 300.0}}
-    card = render_model_card(metrics, model_name="you/fer-vgg16", dataset="fer-vgg16/fer2013",
-                             command="python train/train.py --config train/configs/seed.yaml",
-                             recipe={**vars(Recipe())}, preset="train/configs/seed.yaml")
-    assert card.data.base_model == "timm/vgg16.tv_in1k" and card.data.datasets == ["fer-vgg16/fer2013"]
-    assert card.data.eval_results[0].dataset_type == "fer-vgg16/fer2013"
-    assert card.data.eval_results[0].metric_value == metrics["accuracy"] == 9 / 12
-    assert "ImageNet (`timm/vgg16.tv_in1k`), layers before `block4_conv1` frozen" in card.text
-    assert "8 process(es)" in card.text and "preset `train/configs/seed.yaml`" in card.text
-
-
-def test_classification_report_matches_hand_computed_figures() -> None:
-    # rows = true class; "c" is only ever predicted, "d" neither occurs nor is predicted (left out of macro-F1)
-    confusion = [[3, 1, 0, 0], [0, 2, 2, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
-    report = classification_report(confusion, ["a", "b", "c", "d"])
-    assert report["accuracy"] == pytest.approx(5 / 8) and report["num_samples"] == 8
-    a, b, c = (report["per_class"][name] for name in "abc")
-    assert (a["precision"], a["recall"], a["support"]) == (1.0, 0.75, 4)
-    assert b["precision"] == pytest.approx(2 / 3) and b["recall"] == 0.5
-    assert (c["precision"], c["recall"], c["f1"], c["support"]) == (0.0, 0.0, 0.0, 0)
-    f1_a, f1_b = 2 * 0.75 / 1.75, 2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)
-    assert report["macro_f1"] == pytest.approx((f1_a + f1_b + 0.0) / 3)

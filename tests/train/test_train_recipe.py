@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DynamoBackend
 
@@ -28,7 +27,7 @@ from train.batches import DeviceBatches, epoch_batches, training_batches
 from train.ema import EMAModel
 from train.optim import build_optimizer, build_scheduler, stepped_per_epoch
 from train.recipe import Recipe, parse_args
-from train.train import TrainState, build_model
+from train.train import build_model
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
