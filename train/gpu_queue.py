@@ -91,8 +91,9 @@ def child_env() -> dict[str, str]:
 
 
 def run_benchmark(queue: Any, work_dir: Path, deadline: float) -> tuple[dict[str, Any] | None, dict[str, Any], list]:
-    """benchmarks/train_throughput.py with the baseline recipe and the common flags; if that fails, once more
-    with the fallback flags, which then go to every row. Returns (figures or None, extra row flags, attempts)."""
+    """benchmarks/train_throughput.py with the baseline recipe and the common flags; if that fails (not if it
+    only runs out of time), once more with the fallback flags, which then go to every row.
+    Returns (figures or None, extra row flags, attempts)."""
     from train.queue_plan import flag_args
 
     if not queue.benchmark:
@@ -117,6 +118,8 @@ def run_benchmark(queue: Any, work_dir: Path, deadline: float) -> tuple[dict[str
         attempts.append({"extra_flags": extra, "returncode": code, "seconds": time.monotonic() - start})
         if code == 0 and report.is_file():
             return json.loads(report.read_text()), extra, attempts
+        if code == "timeout":  # slow, not broken: the rows keep the common flags
+            return None, {}, attempts
     return None, queue.fallback, attempts
 
 
@@ -165,9 +168,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         benchmark, figures, extra, attempts = benchmark_step(queue, work_dir, runner.deadline - queue.reserve_s,
                                                              skip=args.no_benchmark)
         parallel, why = choose_parallel(queue.parallel, figures)
-        runner.summary.update({"queue": args.queue, "benchmark": benchmark, "benchmark_attempts": attempts,
-                               "extra_row_flags": extra, "parallel": parallel, "parallel_reason": why})
-        measured = (figures or {}).get("train_py", {}).get("training")
+        runner.summary.update({"queue": args.queue, "commit": git_commit(), "benchmark": benchmark,
+                               "benchmark_attempts": attempts, "extra_row_flags": extra, "parallel": parallel,
+                               "parallel_reason": why})
+        measured = measured_images_per_second(figures, parallel)
         runner.note((benchmark_text(work_dir) if benchmark else f"benchmark: none ({attempts or 'skipped'})")
                     + f"\nparallel {parallel}: {why}")
         runner.note("\n".join(plan_lines(queue, recipes, errors, measured or ASSUMED_IMAGES_PER_SECOND, parallel)))
@@ -177,6 +181,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return runner.summary
 
 
+def measured_images_per_second(figures: dict[str, Any] | None, parallel: int) -> float | None:
+    """All rows together: the benchmark's figure for `parallel` processes (one process: train.py's training)."""
+    windows = ((figures or {}).get("processes") or {}).get("windows") or {}
+    if str(parallel) in windows:
+        return windows[str(parallel)]["images_per_second"]
+    return (figures or {}).get("train_py", {}).get("training")
+
+
 def benchmark_text(work_dir: Path) -> str:
     """The benchmark's printed report (the end of its log)."""
     text = (work_dir / "benchmark.log").read_text()
@@ -184,9 +196,20 @@ def benchmark_text(work_dir: Path) -> str:
     return text[start:].strip() if start >= 0 else text[-3000:]
 
 
+def git_commit() -> str | None:
+    """HEAD of this checkout (None where the tree is a copy without .git, as on the GPU box)."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return result.stdout.strip()
+
+
 def collect(source: Path, into: Path, record: Path | None) -> dict[str, Any]:
     """Check and unpack the returned model, print the rows for RESULTS.md, and record them (--record)."""
     summary = json.loads((source / "queue.json").read_text())
+    if not summary.get("commit") and (commit := git_commit()):
+        summary.update(commit=commit, commit_source="HEAD of the checkout that ran --collect")
     if summary.get("model"):
         folder = collect_model(source, summary["model"], into)
         print(f"model of row {summary['model']['row']} unpacked, parts checked: {folder}")

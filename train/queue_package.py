@@ -104,7 +104,8 @@ def record_runs(record: Path, summary: dict[str, Any]) -> int:
     """
     data = json.loads(record.read_text())
     call = {"date": summary.get("date") or datetime.date.today().isoformat(), "device": summary.get("device"),
-            "commit": summary.get("commit"), "queue": summary.get("queue")}
+            "commit": summary.get("commit"), "commit_source": summary.get("commit_source", "the tree that ran"),
+            "queue": summary.get("queue")}
     added = [{**call, **row} for row in summary["rows"] if not row.get("previous_call")]
     data["runs"].extend(added)
     if summary.get("benchmark"):

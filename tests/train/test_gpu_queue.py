@@ -15,6 +15,7 @@ import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -187,6 +188,33 @@ def test_bad_queues_are_refused_by_name(tmp_path: Path, text: str, message: str)
     (tmp_path / "q.yaml").write_text(text)
     with pytest.raises(ValueError, match=message):
         load_queue(tmp_path / "q.yaml")
+
+
+def test_a_failing_benchmark_is_rerun_with_the_fallback_flags(tmp_path: Path, monkeypatch) -> None:
+    """CUDA graphs failing on a box: the benchmark again with compile_mode default, which every row then gets;
+    a benchmark that only runs out of time is not retried and changes nothing."""
+    commands = []
+
+    def fake_run(command, **kwargs):  # the benchmark process: fails unless run with the fallback flag
+        commands.append(command)
+        if command[command.index("--compile_mode") + 1] != "default":
+            return SimpleNamespace(returncode=1)
+        Path(command[command.index("--json") + 1]).write_text(json.dumps({"train_py": {"training": 5.0}}))
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(gpu_queue.subprocess, "run", fake_run)
+    queue = Queue(rows=[QueueRow("a")], benchmark={"flags": ["--steps", "1"]},
+                  common={"compile_mode": "reduce-overhead"}, fallback={"compile_mode": "default"})
+    figures, extra, attempts = gpu_queue.run_benchmark(queue, tmp_path, time.monotonic() + 100)
+    assert figures == {"train_py": {"training": 5.0}} and extra == {"compile_mode": "default"}
+    assert [a["returncode"] for a in attempts] == [1, 0] and len(commands) == 2
+
+    def too_slow(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(gpu_queue.subprocess, "run", too_slow)
+    figures, extra, attempts = gpu_queue.run_benchmark(queue, tmp_path, time.monotonic() + 100)
+    assert (figures, extra, [a["returncode"] for a in attempts]) == (None, {}, ["timeout"])
 
 
 def test_rows_past_the_deadline_are_not_started(tmp_path: Path) -> None:
