@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from train.queue_runner import QueueRunner
 
     queue = load_queue(args.queue)
-    queue.dataset = args.dataset or queue.dataset
+    queue.dataset, queue.config = in_repo(args.dataset or queue.dataset), in_repo(queue.config)
+    for row in queue.rows:
+        row.config = row.config and in_repo(row.config)
     queue.deadline_s = args.deadline_s or queue.deadline_s
     work_dir = Path(args.work_dir)
     checked = {row.name: check_args(train_args(queue, row, work_dir / row.name)) for row in queue.rows}
@@ -179,6 +181,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     return runner.summary
+
+
+def in_repo(path: str) -> str:
+    """A relative path that exists in the checkout, made absolute (the rows run there); anything else as given."""
+    return str(REPO_ROOT / path) if not Path(path).is_absolute() and (REPO_ROOT / path).exists() else path
 
 
 def measured_images_per_second(figures: dict[str, Any] | None, parallel: int) -> float | None:
