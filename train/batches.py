@@ -33,14 +33,19 @@ def shard_size(num_samples: int, num_processes: int) -> int:
     return size
 
 
-def steps_per_epoch(shard: int, batch_size: int) -> int:
-    """Batches per epoch; a last batch of one sample is dropped (BatchNorm needs two)."""
+def steps_per_epoch(shard: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches per epoch; a last batch of one sample is dropped (BatchNorm needs two), any partial one with
+    drop_last (so every step has the same shape: one compiled graph, one CUDA graph)."""
+    if drop_last:
+        if shard < batch_size:
+            raise ValueError(f"drop_last: {shard} samples per process cannot fill one batch of {batch_size}")
+        return shard // batch_size
     steps = math.ceil(shard / batch_size)
     return steps - 1 if steps > 1 and shard % batch_size == 1 else steps
 
 
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, process_index: int,
-                  num_processes: int) -> list[torch.Tensor]:
+                  num_processes: int, drop_last: bool = False) -> list[torch.Tensor]:
     """This process's batches (sample indices) for one epoch.
 
     One permutation per epoch, seeded by (seed, epoch) and so identical on every process, is cut into
@@ -51,18 +56,22 @@ def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, proc
     order = torch.randperm(num_samples, generator=generator)
     shard = shard_size(num_samples, num_processes)
     mine = order[process_index * shard : (process_index + 1) * shard]
-    return list(mine.split(batch_size))[: steps_per_epoch(shard, batch_size)]
+    return list(mine.split(batch_size))[: steps_per_epoch(shard, batch_size, drop_last)]
 
 
 def training_batches(
     images: torch.Tensor, labels: torch.Tensor, batches: list[torch.Tensor], config: FerConfig,
     augment: BatchAugment | None = None, generator: torch.Generator | None = None, channels_last: bool = False,
-    chunk_images: int = AUGMENT_CHUNK_IMAGES,
+    chunk_images: int = AUGMENT_CHUNK_IMAGES, output_size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(pixel_values, labels) per batch of sample indices, ready for the model, all on the images' device.
 
     Augmentation is per image, so chunking does not change what it does, only how often it is launched.
+    `output_size` is the side the augmentation samples the faces at (default: as stored); the model's
+    image_size is made from it by gray_to_pixel_values.
     """
+    if output_size is not None and augment is None and images.shape[-1] != output_size:
+        raise ValueError(f"output_size={output_size} needs an augmentation to sample the {images.shape[-1]}-px faces")
     if not batches:
         return
     sizes = [len(batch) for batch in batches]
@@ -75,7 +84,7 @@ def training_batches(
         start += sum(chunk_sizes)
         gray = images[index].float().div_(255.0)
         if augment is not None:
-            gray = augment(gray, generator)
+            gray = augment(gray, generator, output_size)
         pixel_values = gray_to_pixel_values(gray, config, channels_last)
         yield from zip(pixel_values.split(chunk_sizes), labels[index].split(chunk_sizes), strict=True)
 
@@ -95,9 +104,12 @@ class DeviceBatches:
     process_index: int = 0
     num_processes: int = 1
     chunk_images: int = AUGMENT_CHUNK_IMAGES
+    drop_last: bool = False
+    output_size: int | None = None  # the side faces are augmented at (default: as stored)
 
     def __post_init__(self) -> None:
-        self.steps_per_epoch = steps_per_epoch(shard_size(len(self.labels), self.num_processes), self.batch_size)
+        self.steps_per_epoch = steps_per_epoch(shard_size(len(self.labels), self.num_processes), self.batch_size,
+                                               self.drop_last)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's (pixel_values, labels) batches; labels become soft targets (N, C) under MixUp.
@@ -108,7 +120,7 @@ class DeviceBatches:
         generator = torch.Generator(device=self.images.device).manual_seed(
             self.seed * 100_003 + epoch * 1_009 + self.process_index)
         batches = epoch_batches(len(self.labels), self.batch_size, self.seed, epoch, self.process_index,
-                                self.num_processes)
+                                self.num_processes, self.drop_last)
         inputs = training_batches(self.images, self.labels, batches, self.config, self.augment, generator,
-                                  self.channels_last, self.chunk_images)
+                                  self.channels_last, self.chunk_images, self.output_size)
         return inputs if self.mixup is None else (self.mixup(*batch) for batch in inputs)

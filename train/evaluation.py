@@ -1,5 +1,6 @@
 """Evaluation inside a training run: validation metrics over a prepared loader (gather_for_metrics, so
-every sample counts once over N processes), and the test of the best model as saved, with the recipe's TTA.
+every sample counts once over N processes) for every candidate (raw weights, EMA), and the test of the
+best model as saved, with the recipe's TTA.
 """
 
 from __future__ import annotations
@@ -33,6 +34,28 @@ def evaluate(accelerator: Accelerator, model: torch.nn.Module, loader: DataLoade
         loss_sum += float(losses.sum())
     report = classification_report(confusion, [config.id2label[i] for i in range(config.num_labels)])
     return report, loss_sum / max(report["num_samples"], 1)
+
+
+def validate(accelerator: Accelerator, candidates: dict[str, torch.nn.Module], loader: DataLoader, config: FerConfig,
+             channels_last: bool = False) -> dict[str, Any]:
+    """Every candidate (raw weights, EMA) on validation; the better one is kept (the raw model on a tie).
+
+    Returns the epoch's validation record: the kept candidate's figures, and each candidate's accuracy.
+    """
+    results = {name: evaluate(accelerator, module, loader, config, channels_last=channels_last)
+               for name, module in candidates.items()}
+    kept = max(results, key=lambda name: results[name][0]["accuracy"])  # the same on every process (gathered)
+    report, loss = results[kept]
+    record = {"candidate": kept, "val_loss": loss, "val_accuracy": report["accuracy"],
+              "val_macro_f1": report["macro_f1"], "val_samples": report["num_samples"]}
+    if len(results) > 1:
+        record.update({f"val_accuracy_{name}": result[0]["accuracy"] for name, result in results.items()})
+    return record
+
+
+def without_compile(model: torch.nn.Module) -> torch.nn.Module:
+    """The prepared model minus torch.compile's wrapper (still DDP when distributed), for evaluation."""
+    return getattr(model, "_orig_mod", model)
 
 
 def evaluate_best_model(accelerator: Accelerator, output_dir: Path, recipe: Recipe, val_loader: DataLoader,

@@ -53,15 +53,38 @@ def train(name: str, flags: list[str], dataset: str, model_dir: Path, out: Path)
     return command, wall_time
 
 
-def evaluate_all(model_dir: Path, dataset: str) -> dict[str, dict[str, Any]]:
-    """Accuracy and macro-F1 per split and TTA mode (fer_model.evaluation.evaluate_folder, as the CLI)."""
+def evaluate_all(model_dir: Path, data: Any) -> dict[str, dict[str, Any]]:
+    """Accuracy and macro-F1 per split and TTA mode (fer_model.evaluation.evaluate_folder, as the CLI), of the
+    model in `model_dir` on `data` (a path, or the DatasetDict fer_model.data.load_fer2013 returned)."""
     from fer_model.data import load_fer2013
     from fer_model.evaluation import evaluate_folder
 
-    data = load_fer2013(dataset)
+    data = load_fer2013(data) if isinstance(data, (str, Path)) else data
     return {f"{split}_{tta}": {k: v for k, v in evaluate_folder(model_dir, data[split], tta=tta).items()
                                if k in ("accuracy", "macro_f1", "per_class", "num_samples")}
             for split in ("validation", "test") for tta in TTA_MODES}
+
+
+def build_row(name: str, command: str, wall_time: float, metrics: dict[str, Any],
+              evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One grid row: the validation-chosen model's figures (train.py's metrics.json + every TTA mode), speed, time."""
+    validation = metrics["validation"]
+    return {
+        "name": name, "command": command, "wall_time_s": wall_time,
+        "best_val_accuracy": validation["best_accuracy"], "best_epoch": validation["best_epoch"],
+        "best_model": validation.get("best_model"),
+        "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
+        "accuracy": {key: value["accuracy"] for key, value in evaluations.items()},
+        "evaluations": evaluations,
+        "images_per_second_median": metrics["training"].get("images_per_second_median"),
+        "train_time_s": metrics["training"]["train_time_s"], "epochs": metrics["training"]["epochs_completed"],
+    }
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    figures = ", ".join(f"{key} {value:.4f}" for key, value in row["accuracy"].items())
+    return (f"{row['name']}: best val {row['best_val_accuracy']:.4f} (epoch {row['best_epoch']}, {row['best_model']}) "
+            f"| {figures} | {row['images_per_second_median'] or 0:.0f} images/s, wall {row['wall_time_s']:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -71,22 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command, wall_time = train(args.name, flags, args.dataset, model_dir, out)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     (out / f"{args.name}_metrics.json").write_text(json.dumps(metrics, indent=1))
-    evaluations = evaluate_all(model_dir, args.dataset)
-    row = {
-        "name": args.name, "command": " ".join(command[1:]), "wall_time_s": wall_time,
-        "best_val_accuracy": metrics["validation"]["best_accuracy"], "best_epoch": metrics["validation"]["best_epoch"],
-        "best_model": metrics["validation"].get("best_model"),
-        "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
-        "accuracy": {key: value["accuracy"] for key, value in evaluations.items()},
-        "evaluations": evaluations,
-        "images_per_second_median": metrics["training"].get("images_per_second_median"),
-        "train_time_s": metrics["training"]["train_time_s"], "epochs": metrics["training"]["epochs_completed"],
-    }
+    row = build_row(args.name, " ".join(command[1:]), wall_time, metrics, evaluate_all(model_dir, args.dataset))
     (out / f"{args.name}.json").write_text(json.dumps(row, indent=1))
-    accuracy = row["accuracy"]
-    figures = ", ".join(f"{key} {value:.4f}" for key, value in accuracy.items())
-    print(f"{args.name}: best val {row['best_val_accuracy']:.4f} (epoch {row['best_epoch']}, {row['best_model']}) | "
-          f"{figures} | {row['images_per_second_median'] or 0:.0f} images/s, wall {wall_time:.0f} s")
+    print(summary_line(row))
     return row
 
 

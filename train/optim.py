@@ -1,8 +1,9 @@
 """The optimisation part of a recipe: the optimizer and its learning-rate schedule.
 
-Schedules come from transformers.get_scheduler where it has them, torch's own otherwise (one-cycle).
-They are stepped once per optimizer step of this process (the Accelerator has
-step_scheduler_with_optimizer=False), so the schedule is the same for 1 or N processes.
+Schedules come from transformers.get_scheduler where it has them, torch's own otherwise (one-cycle,
+reduce-on-plateau). Per-step schedules are stepped once per optimizer step of this process (the
+Accelerator has step_scheduler_with_optimizer=False), so the schedule is the same for 1 or N processes;
+plateau is stepped once per epoch by train.py with the validation accuracy of the kept candidate.
 """
 
 from __future__ import annotations
@@ -25,12 +26,21 @@ def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optim
     return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
 
 
+def stepped_per_epoch(recipe: Recipe) -> bool:
+    """Whether the schedule is stepped once per epoch with a validation accuracy (plateau), not every step."""
+    return recipe.scheduler == "plateau"
+
+
 def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
-    """The per-step schedule over `total_steps`.
+    """The schedule (per step over `total_steps`, or per epoch for plateau).
 
     none: get_scheduler's constant lr after an optional linear warm-up. onecycle: torch's OneCycleLR
     (get_scheduler has no one-cycle), keeping the recipe's momentum constant (cycle_momentum=False).
+    plateau: torch's ReduceLROnPlateau on validation accuracy (mode max, usef-kh's recipe).
     """
+    if recipe.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=recipe.plateau_factor,
+                                                          patience=recipe.plateau_patience, min_lr=recipe.min_lr)
     if recipe.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
                                                    pct_start=recipe.warmup_ratio or 0.3, cycle_momentum=False)

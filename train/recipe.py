@@ -24,7 +24,7 @@ from fer_model.tta import TtaMode
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Optimizer = Literal["adam", "sgd"]
-Scheduler = Literal["none", "onecycle"]
+Scheduler = Literal["none", "onecycle", "plateau"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
@@ -47,22 +47,40 @@ class Recipe(ModelArguments):
     nesterov: bool = field(default=True, metadata={"help": "Nesterov momentum for SGD"})
     weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
     scheduler: Scheduler = field(default="none", metadata={
-        "help": "learning-rate schedule, stepped every optimizer step: none (constant after any warm-up) or "
-                "onecycle (torch's OneCycleLR)"})
+        "help": "learning-rate schedule: none (constant after any warm-up) or onecycle (torch's OneCycleLR), "
+                "stepped every optimizer step; plateau (torch's ReduceLROnPlateau, mode max), stepped once per "
+                "epoch with the validation accuracy of the kept candidate"})
     warmup_ratio: float | None = field(default=None, metadata={
-        "help": "fraction of steps warming up (default: onecycle 0.3, none 0)"})
+        "help": "fraction of steps warming up (default: onecycle 0.3, none 0; plateau has none)"})
+    plateau_factor: float = field(default=0.75, metadata={
+        "help": "plateau: multiply the lr by this when validation accuracy stalls (usef-kh: 0.75)"})
+    plateau_patience: int = field(default=5, metadata={
+        "help": "plateau: epochs without improvement before the lr drops (usef-kh: 5)"})
+    min_lr: float = field(default=0.0, metadata={"help": "plateau: the lr never drops below this"})
+    grad_clip_value: float | None = field(default=None, metadata={
+        "help": "clamp every gradient element to [-v, v] before the step (accelerator.clip_grad_value_; "
+                "WuJie1010: 0.1); none: off"})
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
     batch_size: int = field(default=512, metadata={"help": "per process"})
     epochs: int = field(default=20, metadata={"help": "training epochs"})
     seed: int = field(default=42, metadata={"help": "seeds init, shuffling, augmentation, dropout, mixing"})
-    # augmentation (batched, on the device)
-    augment: bool = field(default=False, metadata={"help": "random affine + flip + erasing"})
+    drop_last: bool = field(default=False, metadata={
+        "help": "drop each epoch's last partial batch, so every step has one shape (a compiled model, CUDA graphs)"})
+    # augmentation (batched, on the device; train/augment.py)
+    augment: bool = field(default=False, metadata={"help": "random (resized crop +) affine, flip, erasing"})
+    resized_crop_scale: list[float] | None = field(default=None, metadata={
+        "help": "random resized crop: area range as torchvision's RandomResizedCrop(scale=(lo, hi)), aspect "
+                "3/4-4/3 (usef-kh: 0.8 1.2); none: off"})
     rotation: float = field(default=10.0, metadata={"help": "max rotation, degrees"})
     scale: float = field(default=0.1, metadata={"help": "max zoom in/out, fraction"})
     translate: float = field(default=0.1, metadata={"help": "max shift, fraction of the side"})
     hflip: bool = field(default=True, metadata={"help": "random horizontal flip"})
     erasing_p: float = field(default=0.5, metadata={"help": "probability of random erasing per image"})
-    erasing_size: int = field(default=16, metadata={"help": "side of the erased square, pixels (of 48)"})
+    erasing_scale: list[float] = field(default_factory=lambda: [0.02, 0.33], metadata={
+        "help": "erased area range, fraction of the image (torchvision's RandomErasing scale); "
+                "0.111111 0.111111 with ratio 1 1 is a 16x16 square of 48x48"})
+    erasing_ratio: list[float] = field(default_factory=lambda: [0.3, 3.3], metadata={
+        "help": "erased aspect-ratio range, log-uniform (torchvision's RandomErasing ratio)"})
     mixup_alpha: float = field(default=0.0, metadata={
         "help": "MixUp Beta(alpha, alpha) per batch (torchvision.transforms.v2.MixUp); 0 = off"})
     # weight averaging
@@ -89,9 +107,14 @@ class Recipe(ModelArguments):
             "label_smoothing": 0 <= self.label_smoothing < 1, "momentum": 0 <= self.momentum < 1,
             "weight_decay": self.weight_decay >= 0, "rotation": 0 <= self.rotation <= 180,
             "scale": 0 <= self.scale < 1, "translate": 0 <= self.translate < 1, "erasing_p": 0 <= self.erasing_p <= 1,
-            "erasing_size": self.erasing_size >= 0, "mixup_alpha": self.mixup_alpha >= 0,
+            "erasing_scale": is_range(self.erasing_scale, 0, 1), "erasing_ratio": is_range(self.erasing_ratio, 0),
+            "resized_crop_scale": self.resized_crop_scale is None or is_range(self.resized_crop_scale, 0),
+            "mixup_alpha": self.mixup_alpha >= 0,
             "warmup_ratio": self.warmup_ratio is None or 0 <= self.warmup_ratio < 1,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
+            "plateau_factor": 0 < self.plateau_factor < 1, "plateau_patience": self.plateau_patience >= 0,
+            "min_lr": 0 <= self.min_lr <= self.lr,
+            "grad_clip_value": self.grad_clip_value is None or self.grad_clip_value > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -99,6 +122,8 @@ class Recipe(ModelArguments):
         # Options that only mean something together with another: refuse rather than silently ignore.
         if self.scheduler == "onecycle" and self.warmup_ratio == 0:
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
+        if self.scheduler == "plateau" and self.warmup_ratio:
+            raise ValueError(f"scheduler=plateau has no warm-up: drop warmup_ratio={self.warmup_ratio}")
         if self.compile_mode != "default" and not self.torch_compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")
 
@@ -144,6 +169,11 @@ class RunOptions:
         for name in ("checkpoint_every", "checkpoints_total_limit", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)}: must be >= 1")
+
+
+def is_range(values: list[float], low: float, high: float = float("inf")) -> bool:
+    """[lo, hi] with low < lo <= hi < high (a torchvision scale or ratio range)."""
+    return isinstance(values, (list, tuple)) and len(values) == 2 and low < values[0] <= values[1] < high
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> tuple[Recipe, RunOptions]:

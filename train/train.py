@@ -8,11 +8,13 @@
 The recipe (hyper-parameters) comes from a preset YAML (`--config`) and any flag overrides it. The run:
 data (decoded once to uint8 tensors; train stays on the device, train/batches.py) -> model -> epochs
 (batched on-device augmentation, each process on its own shard; optional EMA of the weights, train/ema.py;
-validation through gather_for_metrics; the best-validation model saved with save_pretrained into
---output_dir; accelerate's save_state under checkpoints/ for resuming, train/checkpoints.py) -> test of
-the best model -> metrics.json, confusion matrix, model card, optional push (train/publish.py).
+validation through gather_for_metrics of every candidate, the raw weights and the EMA, keeping the better;
+the best-validation model saved with save_pretrained into --output_dir; accelerate's save_state under
+checkpoints/ for resuming, train/checkpoints.py) -> test of the best model -> metrics.json, confusion
+matrix, model card, optional push (train/publish.py).
 `--batch_size` is per process, as in accelerate's examples: N processes train on N x batch_size per step.
-No step waits for the host: the loss is summed on the device and read once per epoch.
+No step waits for the host: the loss is summed on the device and read once per epoch. Validation runs the
+model without torch.compile (one compiled training graph, no recompiles for eval mode or its batch sizes).
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ from train.augment import build_augment, build_mixup  # noqa: E402
 from train.batches import DeviceBatches  # noqa: E402
 from train.checkpoints import load_checkpoint, project_configuration, resume_checkpoint, save_checkpoint  # noqa: E402
 from train.ema import EMAModel  # noqa: E402
-from train.evaluation import evaluate, evaluate_best_model  # noqa: E402
-from train.optim import build_optimizer, build_scheduler  # noqa: E402
+from train.evaluation import evaluate_best_model, validate, without_compile  # noqa: E402
+from train.optim import build_optimizer, build_scheduler, stepped_per_epoch  # noqa: E402
 from train.publish import save_best_model, write_model_folder  # noqa: E402
 from train.recipe import Recipe, RunOptions, parse_args  # noqa: E402
 
@@ -60,7 +62,7 @@ class TrainState:
     epoch: int = 0
     best_accuracy: float = -1.0
     best_epoch: int = 0
-    best_model: str | None = None  # which weights were kept: "model" or "ema"
+    best_model: str | None = None  # which candidate was kept: "model" (the raw weights) or "ema"
     best_model_files: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -113,22 +115,29 @@ def build_model(recipe: Recipe, label_names: list[str], pretrained_backbone: boo
 # --- the loop ---------------------------------------------------------------------------------------
 
 
-def training_step(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
-                  pixel_values: torch.Tensor, target: torch.Tensor,
-                  loss_fn: Callable[..., torch.Tensor]) -> torch.Tensor:
-    """One optimisation step. Returns the loss detached, still on the device (nothing here waits for it)."""
+def training_step(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, pixel_values: torch.Tensor,
+                  target: torch.Tensor, loss_fn: Callable[..., torch.Tensor], scheduler: Any = None,
+                  clip_value: float | None = None) -> torch.Tensor:
+    """One optimisation step (and a per-step schedule's step). Returns the loss detached, still on the device:
+    nothing here waits for it."""
+    torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs (compile_mode reduce-overhead): a new iteration
     loss = loss_fn(model(pixel_values=pixel_values).logits.float(), target)
     accelerator.backward(loss)
+    if clip_value is not None:
+        accelerator.clip_grad_value_(model.parameters(), clip_value)
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.detach()
 
 
-def train_one_epoch(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, scheduler: Any,
-                    batches: DeviceBatches, epoch: int, loss_fn: Callable[..., torch.Tensor],
-                    ema: EMAModel | None = None) -> tuple[float, float, float]:
-    """One epoch on this process's shard. Returns (mean train loss over all processes, images/s, seconds)."""
+def train_one_epoch(accelerator: Accelerator, model: torch.nn.Module, step: Callable[..., torch.Tensor],
+                    batches: DeviceBatches, epoch: int, ema: EMAModel | None = None) -> tuple[float, float, float]:
+    """One epoch of `step(pixel_values, target)` on this process's shard.
+
+    Returns (mean train loss over all processes, images/s, seconds).
+    """
     model.train()
     set_seed(batches.seed + epoch, device_specific=True)  # dropout and MixUp: the same draws resumed or not
     raw_model = accelerator.unwrap_model(model, keep_torch_compile=False)  # the module the EMA follows
@@ -136,8 +145,7 @@ def train_one_epoch(accelerator: Accelerator, model: torch.nn.Module, optimizer:
     start = time.perf_counter()
     for pixel_values, target in tqdm(batches.epoch(epoch), total=batches.steps_per_epoch, desc=f"epoch {epoch}",
                                      leave=False, disable=not accelerator.is_local_main_process):
-        loss = training_step(accelerator, model, optimizer, scheduler, pixel_values, target, loss_fn)
-        loss_sum += loss * len(pixel_values)
+        loss_sum += step(pixel_values, target) * len(pixel_values)
         seen += len(pixel_values)
         if ema is not None:
             ema.update_parameters(raw_model)
@@ -179,7 +187,8 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     images, labels = (t.to(accelerator.device) for t in splits["train"])  # resident for the whole run
     batches = DeviceBatches(images, labels, config, recipe.batch_size, recipe.seed, augment=build_augment(recipe),
                             mixup=build_mixup(recipe, config.num_labels), channels_last=recipe.channels_last,
-                            process_index=accelerator.process_index, num_processes=accelerator.num_processes)
+                            process_index=accelerator.process_index, num_processes=accelerator.num_processes,
+                            drop_last=recipe.drop_last)
     optimizer = build_optimizer(recipe, model)  # after model.to(device): fused kernels on a GPU
     scheduler = build_scheduler(recipe, optimizer, batches.steps_per_epoch * recipe.epochs)
     ema = EMAModel(model, recipe.ema_decay) if recipe.ema_decay is not None else None
@@ -192,32 +201,24 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     if checkpoint is not None:
         load_checkpoint(accelerator, checkpoint)
         accelerator.print(f"resumed from {checkpoint} (epoch {state.epoch}, best val {state.best_accuracy:.4f})")
-    if options.report_to != "none":
-        accelerator.init_trackers(PROJECT_NAME, config={k: "none" if v is None else v for k, v in  # scalars only
-                                                        {**asdict(recipe), "dataset": options.dataset}.items()})
-    sizes = " ".join(f"{name}={len(split_labels)}" for name, (_, split_labels) in splits.items())
-    accelerator.print(f"num_processes={accelerator.num_processes} device={accelerator.device} mixed_precision="
-                      f"{recipe.mixed_precision} {sizes} batch_size={recipe.batch_size}x{accelerator.num_processes} "
-                      f"steps_per_epoch={batches.steps_per_epoch}")
-    loss_fn = partial(F.cross_entropy, label_smoothing=recipe.label_smoothing)  # labels or MixUp's soft targets
-    candidates = {"model": model, **({"ema": ema.module} if ema is not None else {})}
+    start_report(accelerator, recipe, options, splits, batches.steps_per_epoch)
+    per_epoch_schedule = stepped_per_epoch(recipe)
+    step = partial(training_step, accelerator, model, optimizer, scheduler=None if per_epoch_schedule else scheduler,
+                   loss_fn=partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),  # or MixUp's soft targets
+                   clip_value=recipe.grad_clip_value)
+    candidates = {"model": without_compile(model), **({"ema": ema.module} if ema is not None else {})}
     for epoch in range(state.epoch + 1, recipe.epochs + 1):
-        train_loss, images_per_second, train_time = train_one_epoch(
-            accelerator, model, optimizer, scheduler, batches, epoch, loss_fn, ema)
-        results = {name: evaluate(accelerator, candidate, val_loader, config, channels_last=recipe.channels_last)
-                   for name, candidate in candidates.items()}
-        kept = "ema" if ema is not None else "model"  # the EMA is the candidate; the raw figure stays in history
-        val, val_loss = results[kept]
-        improved = val["accuracy"] > state.best_accuracy
+        train_loss, images_per_second, train_time = train_one_epoch(accelerator, model, step, batches, epoch, ema)
+        record = validate(accelerator, candidates, val_loader, config, recipe.channels_last)
+        improved = record["val_accuracy"] > state.best_accuracy
         if improved:
-            state.best_model_files = save_best_model(accelerator, candidates[kept], output_dir)
-            state.best_accuracy, state.best_epoch, state.best_model = val["accuracy"], epoch, kept
+            state.best_model_files = save_best_model(accelerator, candidates[record["candidate"]], output_dir)
+            state.best_accuracy, state.best_epoch, state.best_model = record["val_accuracy"], epoch, record["candidate"]
         state.epoch = epoch
-        state.history.append({
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val["accuracy"],
-            "val_macro_f1": val["macro_f1"], "val_samples": val["num_samples"],
-            **({"val_accuracy_model": results["model"][0]["accuracy"]} if kept != "model" else {}),
-            "lr": scheduler.get_last_lr()[0], "images_per_second": images_per_second, "train_time_s": train_time})
+        state.history.append({"epoch": epoch, "train_loss": train_loss, **record, "lr": scheduler.get_last_lr()[0],
+                              "images_per_second": images_per_second, "train_time_s": train_time})
+        if per_epoch_schedule:  # after recording the lr this epoch trained with
+            scheduler.step(record["val_accuracy"])
         stopping = options.stop_after_epoch is not None and options.stop_after_epoch <= epoch < recipe.epochs
         if epoch % options.checkpoint_every == 0 or epoch == recipe.epochs or stopping:
             save_checkpoint(accelerator, epoch, state.best_model_files)
@@ -239,12 +240,27 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     return metrics
 
 
+def start_report(accelerator: Accelerator, recipe: Recipe, options: RunOptions, splits: dict[str, tuple],
+                 steps_per_epoch: int) -> None:
+    """The tracker's run config (scalars only) and one line saying what trains where."""
+    if options.report_to != "none":
+        accelerator.init_trackers(PROJECT_NAME, config={k: "none" if v is None else str(v) if isinstance(v, list)
+                                                        else v for k, v in
+                                                        {**asdict(recipe), "dataset": options.dataset}.items()})
+    sizes = " ".join(f"{name}={len(split_labels)}" for name, (_, split_labels) in splits.items())
+    accelerator.print(f"num_processes={accelerator.num_processes} device={accelerator.device} mixed_precision="
+                      f"{recipe.mixed_precision} {sizes} batch_size={recipe.batch_size}x{accelerator.num_processes} "
+                      f"steps_per_epoch={steps_per_epoch}")
+
+
 def report_epoch(accelerator: Accelerator, record: dict[str, Any], epochs: int, improved: bool) -> None:
     """One line per epoch on the main process, the same figures to the tracker (TensorBoard)."""
     accelerator.log({"train/loss": record["train_loss"], "val/loss": record["val_loss"],
                      "val/accuracy": record["val_accuracy"], "val/macro_f1": record["val_macro_f1"],
                      "lr": record["lr"], "images_per_second": record["images_per_second"]}, step=record["epoch"])
-    raw = f" (model {record['val_accuracy_model']:.4f})" if "val_accuracy_model" in record else ""
+    each = [f"{key.removeprefix('val_accuracy_')} {value:.4f}" for key, value in record.items()
+            if key.startswith("val_accuracy_")]
+    raw = f" ({', '.join(each)}: {record['candidate']} kept)" if each else ""
     accelerator.print(f"epoch {record['epoch']}/{epochs}: train_loss {record['train_loss']:.4f} "
                       f"val_loss {record['val_loss']:.4f} val_accuracy {record['val_accuracy']:.4f}{raw} "
                       f"{record['images_per_second']:.0f} images/s{' (best, saved)' if improved else ''}")

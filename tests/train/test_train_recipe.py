@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DynamoBackend
 
@@ -26,19 +24,10 @@ from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 from train import train as train_script
 from train.augment import BatchAugment, build_mixup
 from train.batches import DeviceBatches, epoch_batches, training_batches
-from train.checkpoints import (
-    MANIFEST_FILE,
-    CheckpointError,
-    find_checkpoint,
-    load_checkpoint,
-    project_configuration,
-    save_checkpoint,
-    verify_checkpoint,
-)
 from train.ema import EMAModel
-from train.optim import build_optimizer, build_scheduler
+from train.optim import build_optimizer, build_scheduler, stepped_per_epoch
 from train.recipe import Recipe, parse_args
-from train.train import TrainState, build_model
+from train.train import build_model
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
@@ -112,6 +101,20 @@ def test_onecycle_rises_for_warmup_ratio_then_anneals() -> None:
     peak = max(range(100), key=lrs.__getitem__)
     assert 28 <= peak <= 31 and lrs[peak] == pytest.approx(0.1, rel=1e-3)
     assert lrs[0] == pytest.approx(0.1 / 25) and lrs[-1] < 1e-5  # torch's div_factor and final_div_factor
+
+
+def test_plateau_lowers_lr_when_validation_accuracy_stalls() -> None:
+    """torch's ReduceLROnPlateau in mode max: after `patience` epochs without a new best, lr x factor, >= min_lr."""
+    recipe = Recipe(lr=0.1, scheduler="plateau", plateau_factor=0.5, plateau_patience=2, min_lr=0.02)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    scheduler = build_scheduler(recipe, optimizer, total_steps=1)
+    lrs = []
+    for accuracy in (0.5, 0.6, 0.6, 0.59, 0.58, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7):
+        lrs.append(optimizer.param_groups[0]["lr"])  # the lr the epoch trained with
+        scheduler.step(accuracy)
+    assert lrs == pytest.approx([0.1] * 5 + [0.05] * 4 + [0.025] * 3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.02)  # 0.0125 is below min_lr
+    assert stepped_per_epoch(recipe) and not stepped_per_epoch(Recipe(scheduler="onecycle"))
 
 
 def test_no_schedule_is_constant_after_its_warmup() -> None:
@@ -251,78 +254,3 @@ def test_device_batches_shard_per_process_and_reseed_per_epoch() -> None:
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first[0], list(shards[0].epoch(1)), strict=True))
     assert not torch.equal(first[0][0][0], next(iter(shards[0].epoch(2)))[0])
     assert sum(len(target) for rank in first for _, target in rank) == 20
-
-
-# --- checkpoints: accelerate's save_state, rotated by total_limit, completed by the manifest ----------------
-
-
-@pytest.fixture
-def checkpointing(tmp_path: Path):
-    """A tiny prepared model with a TrainState registered, checkpointing into tmp_path (total_limit 2)."""
-    accelerator = Accelerator(cpu=True, project_config=project_configuration(tmp_path, total_limit=2))
-    model = torch.nn.Linear(4, 2)
-    model, optimizer = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
-    state = TrainState(recipe={"lr": 0.1})
-    accelerator.register_for_checkpointing(state)
-    (tmp_path / "model.safetensors").write_bytes(b"best" * 10)  # the best-model folder's file, linked in
-    yield accelerator, tmp_path, (model, optimizer, state)
-    AcceleratorState._reset_state(True)
-
-
-def test_checkpoints_are_rotated_by_accelerate_and_complete_or_invisible(checkpointing) -> None:
-    accelerator, output_dir, _ = checkpointing
-    for epoch in (1, 2, 3):
-        save_checkpoint(accelerator, epoch, ["model.safetensors"])
-    checkpoints = output_dir / "checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_2", "checkpoint_3"]  # total_limit=2
-    assert verify_checkpoint(checkpoints / "checkpoint_3")["recipe"] == {"lr": 0.1}
-    assert (checkpoints / "checkpoint_3" / "best_model" / "model.safetensors").read_bytes() == b"best" * 10
-    assert {"optimizer.bin", "model.safetensors", "random_states_0.pkl", "custom_checkpoint_0.pkl"} <= set(
-        json.loads((checkpoints / "checkpoint_3" / MANIFEST_FILE).read_text())["files"])
-    # what a kill while saving epoch 4 leaves: a folder without its manifest
-    (checkpoints / "checkpoint_4").mkdir()
-    (checkpoints / "checkpoint_4" / "model.safetensors").write_bytes(b"half")
-    assert find_checkpoint("latest", output_dir).name == "checkpoint_3"
-    with pytest.raises(CheckpointError, match=f"checkpoint_4: not a complete checkpoint \\(no {MANIFEST_FILE}"):
-        find_checkpoint(str(checkpoints / "checkpoint_4"), output_dir)
-    save_checkpoint(accelerator, 4, ["model.safetensors"])  # the leftover is replaced, the oldest rotated out
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["checkpoint_3", "checkpoint_4"]
-    assert verify_checkpoint(checkpoints / "checkpoint_4")["epoch"] == 0
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
-        find_checkpoint("latest", output_dir / "elsewhere")
-
-
-@pytest.mark.parametrize(("damage", "message"), [
-    (lambda f: f.write_bytes(f.read_bytes()[:500]), r"optimizer.bin has 500 bytes, the manifest says \d+ \(truncated"),
-    (lambda f: f.write_bytes(b"x" * f.stat().st_size), r"optimizer.bin does not match its SHA-256"),
-    (lambda f: f.unlink(), r"optimizer.bin is missing"),
-])
-def test_damaged_checkpoint_files_are_named(checkpointing, damage, message: str) -> None:
-    accelerator, _, _ = checkpointing
-    checkpoint = save_checkpoint(accelerator, 1, ["model.safetensors"])
-    size = (checkpoint / "optimizer.bin").stat().st_size
-    damage(checkpoint / "optimizer.bin")
-    with pytest.raises(CheckpointError, match=f"checkpoint {checkpoint} is damaged: {message}"):
-        verify_checkpoint(checkpoint)
-    assert json.loads((checkpoint / MANIFEST_FILE).read_text())["files"]["optimizer.bin"]["size"] == size > 500
-
-
-def test_load_state_restores_model_optimizer_and_train_state(checkpointing) -> None:
-    accelerator, output_dir, (model, optimizer, state) = checkpointing
-    model(torch.ones(3, 4)).sum().backward()
-    optimizer.step()
-    state.epoch, state.history = 1, [{"epoch": 1, "val_accuracy": 0.5}]
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
-    momentum = optimizer.state[next(iter(optimizer.state))]["momentum_buffer"].clone()
-    checkpoint = save_checkpoint(accelerator, 1, ["model.safetensors"])
-    with torch.no_grad():
-        model.weight.zero_()
-    optimizer.state.clear()
-    state.epoch, state.history = 7, []
-    (output_dir / "newer").write_bytes(b"newer best of a killed run")  # saved as save_best_model does it
-    os.replace(output_dir / "newer", output_dir / "model.safetensors")
-    load_checkpoint(accelerator, checkpoint)
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
-    assert torch.equal(optimizer.state[next(iter(optimizer.state))]["momentum_buffer"], momentum)
-    assert (state.epoch, state.history) == (1, [{"epoch": 1, "val_accuracy": 0.5}])
-    assert (output_dir / "model.safetensors").read_bytes() == b"best" * 10  # the checkpoint's best model
