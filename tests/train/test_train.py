@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from fer_model import FER2013_LABELS, FerForImageClassification, FerImageProcessor
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
-from tests.train.quick import QUICK
+from tests.helpers.train_runs import QUICK
 from train import train as train_script
 from train.checkpoints import CheckpointError
 

@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from tests.helpers.tiny_fer import write_hub_folder
-from tests.train.quick import QUICK
+from tests.helpers.train_runs import QUICK
 from train import train as train_script
 
 
