@@ -7,8 +7,9 @@ runs reproducible), and nothing waits for the host. MixUp mixes whole batches of
 torchvision's (v2.MixUp, in train.py).
 
 The geometry (random resized crop, rotation, zoom, shift, the random N-px crop of --crop_size, and the
-output size) is one 3x3 matrix per image and one `grid_sample` for the whole chunk. The random boxes follow torchvision's semantics draw for
-draw: RandomResizedCrop's and RandomErasing's 10 attempts of an area fraction (uniform in `scale`) and a
+output size) is one 3x3 matrix per image and one `grid_sample` for the whole chunk. The random boxes follow
+torchvision's semantics draw for draw: RandomCrop's uniform integer offsets; RandomResizedCrop's and
+RandomErasing's 10 attempts of an area fraction (uniform in `scale`) and a
 log-uniform aspect ratio (in `ratio`), the first box that fits, placed uniformly. Differences from
 torchvision, by design: crop, rotation, zoom and shift are one bilinear resampling of the face
 (torchvision resamples once per transform), so a crop followed by a rotation is a little sharper; the
