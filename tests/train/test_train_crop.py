@@ -205,6 +205,7 @@ def test_train_py_with_crop_size_end_to_end(tmp_path: Path, dataset_dir: str) ->
     saved = json.loads((output_dir / "preprocessor_config.json").read_text())
     assert (config["image_size"], config["crop_size"]) == (saved["image_size"], saved["crop_size"]) == (40, 32)
     assert FerForImageClassification.from_pretrained(output_dir).head.fc1.in_features == 512
+    assert "resizes to 40×40, then\ntakes the centre 32×32 crop" in (output_dir / "README.md").read_text()
     result = cli_json(["evaluate", "--model", str(output_dir), "--dataset", dataset_dir, "--split", "test",
                        "--tta", "10crop"])
     assert result["num_samples"] == SIZES["test"] and result["accuracy"] == metrics["tta"]["10crop"]["accuracy"]
