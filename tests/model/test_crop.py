@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor
 
 from fer_model import FerConfig, FerForImageClassification, FerImageProcessor, load_model
 from fer_model.configuration import input_size
-from fer_model.image_processing import logits_with_tta, resize, tta_views
+from fer_model.image_processing import crops_to_pixel_values, logits_with_tta, resize, tta_views
 from tests.helpers.models import save_random_model
 from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 from tests.helpers.tiny_fer import faces
@@ -37,9 +37,13 @@ def test_invalid_crop_sizes_are_named(kwargs: dict, message: str) -> None:
             make(**kwargs)
 
 
-def test_centre_cropping_needs_a_crop_size() -> None:
+def test_centre_cropping_needs_a_crop_size_and_crops_must_have_it() -> None:
     with pytest.raises(ValueError, match="do_center_crop=True needs a crop_size"):
         FerImageProcessor(do_center_crop=True)
+    config = FerConfig(crop_size=40)
+    assert crops_to_pixel_values(torch.rand(2, 1, 40, 40), config).shape == (2, 3, 40, 40)
+    with pytest.raises(ValueError, match=re.escape("crops of shape (2, 1, 48, 48) are not (N, 1, 40, 40)")):
+        crops_to_pixel_values(torch.rand(2, 1, 48, 48), config)
 
 
 @pytest.mark.parametrize(("image_size", "crop_size", "features"), [(48, 40, 512), (48, 44, 512), (48, 32, 512),
