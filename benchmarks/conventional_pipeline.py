@@ -2,8 +2,9 @@
 torchvision.transforms.v2 on one PIL face at a time, in a DataLoader with worker processes.
 
 The transform is the recipe's augmentation written the usual way (RandomResizedCrop when the recipe has
-one, RandomAffine, RandomHorizontalFlip, grey to 3 channels, ToImage/ToDtype/Normalize, RandomErasing with
-the recipe's area and aspect ranges), so both pipelines do the same work per face.
+one, RandomAffine, RandomHorizontalFlip, RandomCrop when it has a crop_size, grey to 3 channels,
+ToImage/ToDtype/Normalize, RandomErasing with the recipe's area and aspect ranges), so both pipelines do the
+same work per face.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def conventional_transform(recipe: Recipe, config: Any) -> Callable[[Image.Image
             steps.append(v2.RandomHorizontalFlip())
     if config.image_size != 48:
         steps.append(v2.Resize(config.image_size, antialias=True))
+    if config.crop_size:  # WuJie1010's RandomCrop(44), at the recipe's crop_size
+        steps.append(v2.RandomCrop(config.crop_size))
     steps += [v2.Grayscale(num_output_channels=3), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
               v2.Normalize(config.image_mean, config.image_std)]
     if recipe.augment and recipe.erasing_p > 0:

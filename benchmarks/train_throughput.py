@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout, no install needed
-from fer_model.configuration import FER2013_LABELS  # noqa: E402
+from fer_model.configuration import FER2013_LABELS, input_size  # noqa: E402
 from train import optim, train  # noqa: E402
 from train.augment import build_augment  # noqa: E402
 from train.batches import AUGMENT_CHUNK_IMAGES, epoch_batches, training_batches  # noqa: E402
@@ -58,8 +58,9 @@ Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's own options; every other flag is a train.py recipe flag overriding the preset."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Any train.py recipe flag (--batch_size, --image_size, --mixed_precision, "
-                                            "--torch_compile, --compile_mode, --drop_last, ...) overrides the preset.")
+                                     epilog="Any train.py recipe flag (--batch_size, --image_size, --crop_size, "
+                                            "--mixed_precision, --torch_compile, --compile_mode, --drop_last, ...) "
+                                            "overrides the preset.")
     parser.add_argument("--config", default=str(REPO_ROOT / "train" / "configs" / "best.yaml"), help="recipe preset")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--steps", type=int, default=128, help="timed steps per measurement (rounded up to chunks)")
@@ -155,7 +156,7 @@ def training_setup(args: argparse.Namespace) -> dict[str, Any]:
     config = model.config
     optimizer = optim.build_optimizer(recipe, model)
     scheduler = optim.build_scheduler(recipe, optimizer, 10**9)  # never runs out, however long the windows
-    flops = training_flops_per_image(model, recipe.image_size)
+    flops = training_flops_per_image(model, input_size(config))  # crop_size px for a crop recipe
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     step = partial(train.training_step, accelerator, model, optimizer,
@@ -206,7 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              device)
     results["setup"] = {
         "device": f"{device.type} ({name})", "torch": torch.__version__, "config": args.config,
-        "backbone": recipe.backbone, "image_size": recipe.image_size, "batch_size": recipe.batch_size,
+        "backbone": recipe.backbone, "image_size": recipe.image_size, "crop_size": recipe.crop_size,
+        "batch_size": recipe.batch_size,
         "mixed_precision": recipe.mixed_precision, "channels_last": recipe.channels_last,
         "torch_compile": recipe.torch_compile, "compile_mode": recipe.compile_mode, "augment": recipe.augment,
         "drop_last": recipe.drop_last, "num_workers": args.num_workers, "augment_chunk": bench["chunk_images"],
@@ -224,7 +226,8 @@ def report(results: dict[str, Any]) -> str:
     setup, flops = results["setup"], results["flops"]
     lines = [
         f"train throughput on {setup['device']}, torch {setup['torch']}",
-        f"recipe {Path(setup['config']).name}: {setup['backbone']} {setup['image_size']} px, batch "
+        f"recipe {Path(setup['config']).name}: {setup['backbone']} {setup['image_size']} px"
+        f"{'' if setup['crop_size'] is None else ' (random ' + str(setup['crop_size']) + '-px crops)'}, batch "
         f"{setup['batch_size']}, {setup['mixed_precision']}, channels_last {setup['channels_last']}, "
         f"compile {setup['torch_compile']} ({setup['compile_mode']}), drop_last {setup['drop_last']}, "
         f"augmentation {setup['augment']}",

@@ -27,8 +27,12 @@ def predict_logits(
     tta: str = "none",
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Logits (log-probabilities under TTA) for a uint8 batch; `forward` maps pixel_values -> logits."""
-    return logits_with_tta(forward, gray_to_pixel_values(images, config, channels_last), tta)
+    """Logits (log-probabilities under TTA) for a uint8 batch; `forward` maps pixel_values -> logits.
+
+    A model trained on crops sees the centre crop of each face, or under TTA the crops of the whole face.
+    """
+    faces = gray_to_pixel_values(images, config, channels_last, do_center_crop=False)
+    return logits_with_tta(forward, faces, tta, getattr(config, "crop_size", None))
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:

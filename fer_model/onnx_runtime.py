@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .configuration import input_size
 from .modeling import FerForImageClassification
 
 OPSET = 17
@@ -43,7 +44,7 @@ def export_onnx(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = model.config.image_size
+    size = input_size(model.config)  # crop_size for a model trained on crops
     example = torch.zeros(2, 3, size, size)
     was_training = model.training
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does) for
 face DETECTION only -> Haar face boxes (fer_model.faces) -> margin crops cut from the INPUT image ->
-FerImageProcessor (the pixel module: the same grey conversion and resize kernel as training) -> the model,
+FerImageProcessor (the pixel module: the same grey conversion, resize kernel and crops as training) -> the model,
 all faces in ONE batch (one forward however many faces). When no face is found the whole image is
 classified (the working copy, if the input is larger than max_side), which is right for the tight face
 crops FER2013 itself contains, and the result says face_found: false.
@@ -105,9 +105,12 @@ class EmotionRecognizer:
 
     @torch.inference_mode()
     def classify(self, crops: list[Image.Image | np.ndarray]) -> np.ndarray:
-        """Probabilities (N, num_labels) for N face crops (any image input), in one forward pass (TTA included)."""
-        pixel_values = self.processor(crops, return_tensors="pt")["pixel_values"]
-        logits = logits_with_tta(self.runtime, pixel_values, self.tta)
+        """Probabilities (N, num_labels) for N face crops (any image input), in one forward pass (TTA included).
+
+        The processor gives the whole faces; a model trained on crops sees their centre crop, or TTA's crops.
+        """
+        faces = self.processor(crops, return_tensors="pt", do_center_crop=False)["pixel_values"]
+        logits = logits_with_tta(self.runtime, faces, self.tta, self.processor.crop_size)
         return logits.float().softmax(-1).cpu().numpy()
 
     def _face(self, box: Box, probabilities: np.ndarray) -> dict[str, Any]:

@@ -6,9 +6,10 @@ Training keeps the decoded dataset resident on the device and augments whole chu
 runs reproducible), and nothing waits for the host. MixUp mixes whole batches of pixel_values and is
 torchvision's (v2.MixUp, in train.py).
 
-The geometry (random resized crop, rotation, zoom, shift, and the output size) is one 3x3 matrix per
-image and one `grid_sample` for the whole chunk. The random boxes follow torchvision's semantics draw for
-draw: RandomResizedCrop's and RandomErasing's 10 attempts of an area fraction (uniform in `scale`) and a
+The geometry (random resized crop, rotation, zoom, shift, the random N-px crop of --crop_size, and the
+output size) is one 3x3 matrix per image and one `grid_sample` for the whole chunk. The random boxes follow
+torchvision's semantics draw for draw: RandomCrop's uniform integer offsets; RandomResizedCrop's and
+RandomErasing's 10 attempts of an area fraction (uniform in `scale`) and a
 log-uniform aspect ratio (in `ratio`), the first box that fits, placed uniformly. Differences from
 torchvision, by design: crop, rotation, zoom and shift are one bilinear resampling of the face
 (torchvision resamples once per transform), so a crop followed by a rotation is a little sharper; the
@@ -92,6 +93,16 @@ def crop_matrix(top: torch.Tensor, left: torch.Tensor, box_h: torch.Tensor, box_
     return torch.stack(rows, 1)
 
 
+def random_crop_matrix(n: int, crop_size: int, height: int, width: int, like: torch.Tensor,
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """torchvision's RandomCrop for n images at once: (n, 3, 3) maps of crop_size-px output coordinates onto
+    a crop_size box whose top and left are uniform integers in [0, side - crop_size] (RandomCrop.get_params)."""
+    top, left = (torch.randint(0, side - crop_size + 1, (n,), generator=generator, device=like.device).float()
+                 for side in (height, width))
+    box = torch.full_like(top, float(crop_size))
+    return crop_matrix(top, left, box, box, height, width)
+
+
 def affine_matrix(n: int, degrees: float, scale: float, translate: float, like: torch.Tensor,
                   generator: torch.Generator | None) -> torch.Tensor:
     """(n, 3, 3) inverse maps (output -> input) of "rotate ±degrees, zoom 1 ± scale, shift ± translate"."""
@@ -132,19 +143,25 @@ def random_affine(
     generator: torch.Generator | None = None,
     resized_crop_scale: Range | None = None,
     output_size: int | None = None,
+    crop_size: int | None = None,
 ) -> torch.Tensor:
     """Per-image random resized crop (optional), then rotation (±degrees), zoom (1 ± scale) and shift
-    (± translate of the side), sampled at `output_size` (default: the input's).
+    (± translate of the side), sampled at `output_size` (default: the input's); with `crop_size`, last a
+    random crop_size-px crop of that (torchvision's RandomCrop, on the input's pixel grid), which is the output.
 
     One `affine_grid` + `grid_sample` for the whole batch; borders are filled with the nearest edge pixel
-    (of the crop, when there is one).
+    (of the resized crop, when there is one). The random crop alone is an exact slice of the input.
     """
+    if crop_size is not None and output_size not in (None, crop_size):
+        raise ValueError(f"output_size={output_size} contradicts crop_size={crop_size}: a crop is sampled at its size")
     n, _, height, width = gray.shape
     theta, boxes = affine_matrix(n, degrees, scale, translate, gray, generator), None
     if resized_crop_scale is not None:  # applied first to the face, so its map comes last
         boxes = resized_crop_boxes(n, height, width, resized_crop_scale, like=gray, generator=generator)
         theta = crop_matrix(*boxes, height, width) @ theta
-    return resample(gray, theta, boxes, output_size)
+    if crop_size is not None:  # applied last to the face, so its map comes first
+        theta = theta @ random_crop_matrix(n, crop_size, height, width, gray, generator)
+    return resample(gray, theta, boxes, crop_size or output_size)
 
 
 def random_hflip(gray: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -173,7 +190,8 @@ def random_erasing(gray: torch.Tensor, p: float = 0.5, scale: Range = (0.02, 0.3
 
 @dataclass(frozen=True)
 class BatchAugment:
-    """The training augmentation of a recipe: (resized crop +) affine, flip, erasing, in that order."""
+    """The training augmentation of a recipe: (resized crop +) affine (+ random crop_size-px crop), flip,
+    erasing, in that order (usef-kh's order: their ten crops come after the geometry, erasing per crop)."""
 
     degrees: float = 10.0
     scale: float = 0.1
@@ -183,14 +201,15 @@ class BatchAugment:
     erasing_scale: tuple[float, float] = (0.02, 0.33)
     erasing_ratio: tuple[float, float] = (0.3, 3.3)
     resized_crop_scale: tuple[float, float] | None = None
+    crop_size: int | None = None  # random crops of this side (the output's) of the augmented face
 
     def __call__(self, gray: torch.Tensor, generator: torch.Generator | None = None,
                  output_size: int | None = None) -> torch.Tensor:
-        """Augmented copies of `gray`, `output_size` pixels square (default: the input's size)."""
+        """Augmented copies of `gray`, crop_size or `output_size` pixels square (default: the input's size)."""
         resize = output_size is not None and gray.shape[-2:] != (output_size, output_size)
-        if self.degrees or self.scale or self.translate or self.resized_crop_scale or resize:
+        if self.degrees or self.scale or self.translate or self.resized_crop_scale or self.crop_size or resize:
             gray = random_affine(gray, self.degrees, self.scale, self.translate, generator, self.resized_crop_scale,
-                                 output_size)
+                                 output_size, self.crop_size)
         if self.hflip:
             gray = random_hflip(gray, 0.5, generator)
         if self.erasing_p > 0:
@@ -199,12 +218,13 @@ class BatchAugment:
 
 
 def build_augment(recipe: Recipe) -> BatchAugment | None:
-    """The recipe's on-device augmentation of each face (None when augment is off)."""
+    """The recipe's on-device augmentation of each face: None when augment is off, except that a crop_size
+    recipe always trains on random crops (then the only augmentation)."""
     if not recipe.augment:
-        return None
+        return BatchAugment(0.0, 0.0, 0.0, False, 0.0, crop_size=recipe.crop_size) if recipe.crop_size else None
     crop = tuple(recipe.resized_crop_scale) if recipe.resized_crop_scale else None
     return BatchAugment(recipe.rotation, recipe.scale, recipe.translate, recipe.hflip, recipe.erasing_p,
-                        tuple(recipe.erasing_scale), tuple(recipe.erasing_ratio), crop)
+                        tuple(recipe.erasing_scale), tuple(recipe.erasing_ratio), crop, recipe.crop_size)
 
 
 def build_mixup(recipe: Recipe, num_labels: int) -> v2.MixUp | None:

@@ -5,6 +5,8 @@ once per epoch one permutation (seeded by seed and epoch, so the same on every p
 run) is cut into equal per-process shards and copied to the device; faces are gathered, augmented and
 turned into pixel_values (fer_model.image_processing.gray_to_pixel_values) `chunk_images` at a time, and
 each batch is a view into its chunk, so a training step launches no input-side kernels at all.
+A model trained on crops (config.crop_size) gets the augmentation's random crops of the image_size-px faces,
+which are only normalised (fer_model.image_processing.crops_to_pixel_values).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from fer_model import FerConfig
-from fer_model.image_processing import gray_to_pixel_values
+from fer_model.image_processing import crops_to_pixel_values, gray_to_pixel_values, resize
 from train.augment import BatchAugment
 
 # Faces augmented per batched call. One call covers many steps (64 at batch 128), so the ~40 small
@@ -68,10 +70,15 @@ def training_batches(
 
     Augmentation is per image, so chunking does not change what it does, only how often it is launched.
     `output_size` is the side the augmentation samples the faces at (default: as stored); the model's
-    image_size is made from it by gray_to_pixel_values.
+    image_size is made from it by gray_to_pixel_values. With config.crop_size, the faces are brought to
+    image_size (the pixel module's resize: a no-op for 48-px faces at 48) and `augment` cuts the crops.
     """
     if output_size is not None and augment is None and images.shape[-1] != output_size:
         raise ValueError(f"output_size={output_size} needs an augmentation to sample the {images.shape[-1]}-px faces")
+    crop_size = config.crop_size
+    if crop_size and (augment is None or augment.crop_size != crop_size):
+        raise ValueError(f"crop_size={crop_size}: training needs an augmentation that cuts random {crop_size}-px "
+                         f"crops (BatchAugment(crop_size={crop_size}); train.augment.build_augment makes it)")
     if not batches:
         return
     sizes = [len(batch) for batch in batches]
@@ -83,9 +90,12 @@ def training_batches(
         index = order[start : start + sum(chunk_sizes)]
         start += sum(chunk_sizes)
         gray = images[index].float().div_(255.0)
-        if augment is not None:
-            gray = augment(gray, generator, output_size)
-        pixel_values = gray_to_pixel_values(gray, config, channels_last)
+        if crop_size:  # cut from the face at image_size, where evaluation takes its centre crop
+            pixel_values = crops_to_pixel_values(augment(resize(gray, config.image_size), generator, output_size),
+                                                 config, channels_last)
+        else:
+            gray = augment(gray, generator, output_size) if augment is not None else gray
+            pixel_values = gray_to_pixel_values(gray, config, channels_last)
         yield from zip(pixel_values.split(chunk_sizes), labels[index].split(chunk_sizes), strict=True)
 
 

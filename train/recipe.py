@@ -128,7 +128,7 @@ class Recipe(ModelArguments):
             raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")
 
     def model_arguments(self) -> dict[str, Any]:
-        """The FerConfig fields of this recipe (backbone, image_size, hidden_size, head_dropout)."""
+        """The FerConfig fields of this recipe (backbone, image_size, hidden_size, head_dropout, crop_size)."""
         return {spec.name: getattr(self, spec.name) for spec in fields(ModelArguments)}
 
 

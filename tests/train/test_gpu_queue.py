@@ -43,7 +43,7 @@ def queue_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "rows": [{"name": "quick", "flags": {"epochs": 1}},
                       {"name": "long", "flags": {"epochs": 50, "checkpoint_every": 1, "scheduler": "plateau",
                                                  "warmup_ratio": 0}},
-                      {"name": "broken", "flags": {"crop_size": 40}}]}
+                      {"name": "broken", "flags": {"crop_size": 40}}]}  # larger than common's 32-px faces
     (root / "queue.yaml").write_text(yaml.safe_dump(queue))
     return root / "queue.yaml"
 
@@ -100,7 +100,8 @@ def test_first_call_trains_measures_and_reports_every_row(first_call: dict) -> N
     assert long["status"] == "cut" and long["reason"] == "SIGTERM" and long["resumable"]
     assert long["epochs_completed"] >= 1 and long["checkpoint"].startswith("checkpoint_")
     assert not {"accuracy", "best_val_accuracy", "test_accuracy"} & set(long)
-    assert rows["broken"]["status"] == "invalid" and "--crop_size" in rows["broken"]["error"]
+    assert rows["broken"]["status"] == "invalid"
+    assert "crop_size=40 must be an integer in [32, image_size=32]" in rows["broken"]["error"]
     names = sorted(p.name for p in out.iterdir())
     assert names == ["logs.tar.gz", "model.tar.part0", "model.tar.part1", "model.tar.part2", "model.tar.part3",
                      "queue.json", "queue.log"]
@@ -146,13 +147,14 @@ def test_second_call_resumes_the_cut_row_and_cuts_it_at_the_deadline(first_call:
 # --- the plan, the install and the limits, without training ------------------------------------------------
 
 
-def test_shipped_queue_is_valid_except_the_crop_rows_until_crop_size_exists(capsys) -> None:
+def test_shipped_queue_is_valid_crop_rows_included(capsys) -> None:
     result = gpu_queue.main(["--check"])
-    crop_rows = {"plateau250_crop40", "plateau250_crop40_strong", "plateau250_crop40_strong_mixup"}
-    has_crop_size = "crop_size" in Recipe.__dataclass_fields__
-    assert set(result["errors"]) == (set() if has_crop_size else crop_rows)
-    assert all("--crop_size" in error for error in result["errors"].values())
+    assert result["errors"] == {}
     recipes = result["recipes"]
+    crop_rows = ("plateau250_crop40", "plateau250_crop40_strong", "plateau250_crop40_strong_mixup")
+    assert [(recipes[name].crop_size, recipes[name].image_size, recipes[name].tta) for name in crop_rows] == [
+        (40, 48, "10crop")] * 3
+    assert all(recipe.crop_size is None for name, recipe in recipes.items() if name not in crop_rows)
     as_written, _ = parse_args(["--config", "train/configs/best.yaml"])
     assert recipes["best"] == replace(as_written, compile_mode="reduce-overhead")  # + common's speed flag only
     plateau = recipes["plateau250"]
@@ -163,6 +165,7 @@ def test_shipped_queue_is_valid_except_the_crop_rows_until_crop_size_exists(caps
             strong.label_smoothing, strong.hidden_size) == (1e-4, [0.8, 1.2], [0.02, 0.33], 1.0, 0.1, 32)
     printed = capsys.readouterr().out
     assert "1. best: 100 epochs, ~260 s" in printed and "2. plateau250: 250 epochs, ~590 s" in printed
+    assert "3. plateau250_crop40: 250 epochs" in printed and "invalid" not in printed
 
 
 def test_flags_plan_and_parallel_choice() -> None:

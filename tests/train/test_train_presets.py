@@ -58,6 +58,7 @@ def test_flags_override_the_preset() -> None:
     ("min_lr: 0.5\nlr: 0.1\n", r"min_lr=0.5"),
     ("tta: 5crop\n", "tta='5crop' is not one of"),
     ("image_size: 16\n", "image_size=16 must be an integer >= 32"),  # checked by FerConfig itself
+    ("image_size: 40\ncrop_size: 44\n", r"crop_size=44 must be an integer in \[32, image_size=40\]"),
     ("compile_mode: max-autotune\n", "needs torch_compile"),
     ("scheduler: onecycle\nwarmup_ratio: 0.0\n", "warmup_ratio > 0"),
     ("batch_size: 1\n", "batch_size=1"),

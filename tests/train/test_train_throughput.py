@@ -60,7 +60,8 @@ def test_unknown_benchmark_flags_are_refused_by_name(benchmark) -> None:
 
 def test_benchmark_prints_both_pipelines_ratio_tflops_and_processes(benchmark, tmp_path: Path, capsys) -> None:
     argv = ["--device", "cpu", "--batch_size", "4", "--steps", "2", "--warmup", "1", "--num_workers", "1",
-            "--num_images", "16", "--image_size", "32", "--mixed_precision", "no", "--augment_chunk", "8",
+            "--num_images", "16", "--image_size", "36", "--crop_size", "32", "--mixed_precision", "no",
+            "--augment_chunk", "8",
             "--no_torch_compile", "--processes", "1", "2", "--duration", "0.3", "--json", str(tmp_path / "t.json")]
     try:
         results = benchmark.main(argv)
@@ -69,6 +70,7 @@ def test_benchmark_prints_both_pipelines_ratio_tflops_and_processes(benchmark, t
     printed = capsys.readouterr().out
     assert "train.py (resident uint8, batched on device)" in printed and "conventional (PIL per sample" in printed
     assert "ratio" in printed and "input only" in printed and "FLOPs per image" in printed
+    assert "vgg16 36 px (random 32-px crops)" in printed and results["setup"]["crop_size"] == 32
     for pipeline in ("train_py", "conventional"):
         assert all(results[pipeline][k] > 0 for k in ("input_only", "training"))
     assert results["ratio"]["training"] == pytest.approx(results["train_py"]["training"]
@@ -92,6 +94,23 @@ def test_flops_per_image_are_vgg16s_convolutions_and_head() -> None:
     counted = training_flops_per_image(FerForImageClassification(FerConfig(image_size=48)), 48)
     assert counted["forward"] == forward == 1_409_417_664
     assert 2.9 * forward < counted["training"] < 3 * forward  # backward: ~2x (no input gradient for the image)
+
+
+def test_crop_recipes_crop_in_both_pipelines_and_count_the_crop_flops(benchmark) -> None:
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from conventional_pipeline import conventional_transform
+
+    recipe = benchmark.parse_args(["--crop_size", "40"]).recipe  # a recipe flag like any other
+    assert recipe.crop_size == 40
+    transform = conventional_transform(recipe, FerConfig(crop_size=40))
+    assert any(isinstance(step, v2.RandomCrop) for step in transform.transforms)
+    assert transform(Image.new("L", (48, 48), 128)).shape == (3, 40, 40)
+    sides = {48: 40, 24: 20, 12: 10, 6: 5, 3: 2}  # 40 px through the same pools: 512 x 1 x 1 at the end
+    forward = 2 * (sum(sides[side] ** 2 * cin * cout * 9 for cin, cout, side in VGG16_48PX_CONVS) + 512 * 32 + 32 * 7)
+    counted = training_flops_per_image(FerForImageClassification(FerConfig(crop_size=40)), 40)
+    assert counted["forward"] == forward and forward / 1_409_417_664 == pytest.approx(0.672, abs=5e-4)  # ~0.67x
 
 
 @pytest.mark.parametrize(("name", "peak", "card"), [
