@@ -1,10 +1,12 @@
-"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F]`, `evaluate ...`, `export-onnx ...`."""
+"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F | --no-onnx]`, `evaluate ...`,
+`export-onnx ...`, `calibrate --model DIR --dataset SRC`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 
 from .image_processing import TTA_MODES
 from .loading import DEFAULT_MODEL_ID
@@ -18,7 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
-    predict.add_argument("--onnx", default=None, help="run this exported ONNX file with onnxruntime")
+    runtime = predict.add_mutually_exclusive_group()
+    runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
+                         "model_int8.onnx when it has one) or 'none' (default: $FER_ONNX, else auto)")
+    runtime.add_argument("--no-onnx", dest="no_onnx", action="store_true", help="run the PyTorch model")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1 and per-class figures as JSON")
     evaluate.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
@@ -27,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     evaluate.add_argument("--batch_size", type=int, default=256)
     evaluate.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
-    evaluate.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (onnxruntime, CPU)")
+    evaluate.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (onnxruntime, CPU), or "
+                          "'auto' for the folder's model_int8.onnx (default: the PyTorch model)")
+
+    calibrate = commands.add_parser("calibrate", help="fit the temperature on validation; rewrites config.json only")
+    calibrate.add_argument("--model", required=True, help="local model folder (its config.json gets `temperature`)")
+    calibrate.add_argument("--dataset", required=True, help="FER2013 source with validation and test splits")
+    calibrate.add_argument("--batch_size", type=int, default=256)
+    calibrate.add_argument("--max_samples", type=int, default=None, help="use the first N rows of each split only")
+    calibrate.add_argument("--plot", default=None, help="write the test reliability diagram to this PNG")
 
     export = commands.add_parser("export-onnx", help="export to ONNX (fp32, or int8 calibrated on real faces)")
     export.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
@@ -46,14 +59,21 @@ def run_predict(args: argparse.Namespace) -> int:
     from .images import ImageLoadError, load_image
     from .recognizer import EmotionRecognizer
 
+    from .onnx_runtime import onnx_choice
+
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
-        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta, onnx=args.onnx)
-    except OSError as error:
+        with warnings.catch_warnings(record=True) as caught:  # one plain line each, not the warnings module's format
+            warnings.simplefilter("always", UserWarning)
+            recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+                                                           onnx=onnx_choice(args.onnx, args.no_onnx))
+    except (OSError, ValueError) as error:  # ValueError: an ONNX file that belongs to other weights
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     status = 0
     for path in args.images:
         try:
@@ -93,6 +113,24 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Fit the temperature on the validation split, write it into config.json, print the metrics as JSON."""
+    from .calibration import calibrate_folder, config_path
+    from .data import load_fer2013
+
+    try:
+        config_path(args.model)  # before the dataset is read
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    splits = load_fer2013(args.dataset, splits=("validation", "test"))
+    if args.max_samples is not None:
+        splits = {name: split.select(range(min(args.max_samples, len(split)))) for name, split in splits.items()}
+    metrics = calibrate_folder(args.model, splits["validation"], splits["test"], args.batch_size, plot=args.plot)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
 def calibration_batch(source: str, config: object, samples: int) -> object:
     """pixel_values of `samples` training faces (seeded sample: splits may be sorted by label)."""
     from .data import load_fer2013, split_to_tensors
@@ -103,7 +141,8 @@ def calibration_batch(source: str, config: object, samples: int) -> object:
     return gray_to_pixel_values(images, config).numpy()
 
 
-COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx}
+COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx,
+            "calibrate": run_calibrate}
 
 
 def main(argv: list[str] | None = None) -> int:
