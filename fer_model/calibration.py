@@ -177,14 +177,14 @@ def plot_reliability_diagram(logits: Any, labels: Any, temperature: float, path:
     width = 1.0 / bins
     figure, axes = plt.subplots(figsize=(5.6, 5.2), dpi=120)
     axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for name, scale, colour in (("before", 1.0, "tab:red"), (f"after (T = {temperature:.3f})", temperature, "tab:blue")):
+    curves = (("before (T = 1)", 1.0, "tab:red"), (f"after (T = {temperature:.3f})", temperature, "tab:blue"))
+    for offset, (name, scale, colour) in enumerate(curves):  # each bin: two half-width bars, side by side
         probabilities = (logits / scale).softmax(-1)
         table = reliability_bins(probabilities, labels, bins)
         ece = expected_calibration_error(probabilities, labels, bins)
         filled = table["count"] > 0
-        axes.bar(table["edges"][:-1][filled], table["accuracy"][filled], width=width, align="edge", alpha=0.45,
-                 color=colour, edgecolor=colour, label=f"{name}: ECE {100 * ece:.2f} %")
-        axes.plot(table["confidence"][filled], table["accuracy"][filled], marker="o", markersize=3, color=colour)
+        axes.bar(table["edges"][:-1][filled] + offset * width / 2, table["accuracy"][filled], width=width / 2,
+                 align="edge", alpha=0.6, color=colour, label=f"{name}: ECE {100 * ece:.2f} %")
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="top-1 confidence", ylabel="accuracy",
              title=f"{title}: reliability ({bins} bins)")
     axes.legend(loc="upper left", fontsize=8)
