@@ -7,9 +7,13 @@ import argparse
 import json
 import sys
 import warnings
+from typing import Any
 
 from .image_processing import TTA_MODES
 from .loading import DEFAULT_MODEL_ID
+from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
+
+DEFAULT_SHOW_WARNING = warnings.showwarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--int8", action="store_true", help="static int8 quantization (needs --calibration)")
     export.add_argument("--calibration", default=None, help="FER2013 source whose train split calibrates int8")
-    export.add_argument("--calibration_samples", type=int, default=512)
+    export.add_argument("--calibration_samples", type=int, default=CALIBRATION_SAMPLES,
+                        help="random training faces for int8 calibration")
+    export.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHODS[0],
+                        help="how onnxruntime sets the int8 activation ranges")
     return parser
 
 
@@ -57,23 +64,18 @@ def run_predict(args: argparse.Namespace) -> int:
     A model that cannot be loaded is reported on stderr (with how to point at another) and gives exit code 1.
     """
     from .images import ImageLoadError, load_image
-    from .recognizer import EmotionRecognizer
-
     from .onnx_runtime import onnx_choice
+    from .recognizer import EmotionRecognizer
 
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
-        with warnings.catch_warnings(record=True) as caught:  # one plain line each, not the warnings module's format
-            warnings.simplefilter("always", UserWarning)
-            recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
-                                                           onnx=onnx_choice(args.onnx, args.no_onnx))
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+                                                       onnx=onnx_choice(args.onnx, args.no_onnx))
     except (OSError, ValueError) as error:  # ValueError: an ONNX file that belongs to other weights
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
     status = 0
     for path in args.images:
         try:
@@ -108,7 +110,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         return 2
     model, _ = load_model(args.model)
     calibration = calibration_batch(args.calibration, model.config, args.calibration_samples) if args.int8 else None
-    path = export_onnx(model, args.out, calibration=calibration)
+    path = export_onnx(model, args.out, calibration=calibration, method=args.calibration_method)
     print(json.dumps({"model": args.model, "onnx": str(path), "int8": bool(args.int8)}))
     return 0
 
@@ -147,7 +149,17 @@ COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    with warnings.catch_warnings():  # restores showwarning on the way out (main is also called in-process)
+        warnings.showwarning = show_warning
+        return COMMANDS[args.command](args)
+
+
+def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """fer_model's own warnings (an ONNX file that cannot be checked or is skipped) as one plain stderr line."""
+    if issubclass(category, OnnxFileWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        DEFAULT_SHOW_WARNING(message, category, *args, **kwargs)
 
 
 if __name__ == "__main__":
