@@ -209,9 +209,20 @@ def calibrate_folder(folder: str | os.PathLike, validation: Any, test: Any | Non
     model, _ = load_model(folder, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pairs = {name: split_logits(model, split, batch_size)
              for name, split in (("validation", validation), ("test", test)) if split is not None}
-    metrics = calibration_metrics(pairs["validation"], pairs.get("test"))
+    return {"model": str(folder), **write_calibration(folder, pairs["validation"], pairs.get("test"), plot)}
+
+
+def write_calibration(folder: str | os.PathLike, validation: tuple[Any, Any], test: tuple[Any, Any] | None = None,
+                      plot: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Fit T on validation (logits, labels), write it into folder/config.json, optionally plot; the metrics.
+
+    What `calibrate_folder` and the end of a training run share: the logits are UNCALIBRATED, in the model's
+    label order; `plot` gets the reliability diagram of test (else validation).
+    """
+    metrics = calibration_metrics(validation, test)
     write_temperature(folder, metrics["temperature"])
     if plot is not None:
-        shown = "test" if "test" in pairs else "validation"
-        plot_reliability_diagram(*pairs[shown], metrics["temperature"], plot, title=f"FER2013 {shown}")
-    return {"model": str(folder), **metrics}
+        shown = "test" if test is not None else "validation"
+        plot_reliability_diagram(*(test if test is not None else validation), metrics["temperature"], plot,
+                                 title=f"FER2013 {shown}")
+    return metrics

@@ -81,12 +81,13 @@ def fingerprint(model: FerForImageClassification) -> dict[str, str]:
 
 def export_onnx(
     model: FerForImageClassification, path: str | os.PathLike, calibration: np.ndarray | None = None,
-    method: str = CALIBRATION_METHODS[0],
+    method: str = CALIBRATION_METHODS[0], fp32_nodes: tuple[str, ...] = (),
 ) -> Path:
     """Write the model as ONNX with a dynamic batch axis; int8-quantized when calibration data is given.
 
     `calibration` is a (N, 3, S, S) float32 batch of processed real faces (CALIBRATION_SAMPLES of them);
-    `method` one of CALIBRATION_METHODS. The file gets the model's fingerprint and appears at `path` only once
+    `method` one of CALIBRATION_METHODS; `fp32_nodes`: ONNX node names left unquantized (e.g. "/head/fc2/Gemm").
+    The file gets the model's fingerprint and appears at `path` only once
     complete.
     """
     if method not in CALIBRATION_METHODS:
@@ -109,7 +110,7 @@ def export_onnx(
         written = fp32_path
         if calibration is not None:
             written = Path(tmp) / "int8.onnx"
-            _quantize_int8(fp32_path, written, calibration, method, Path(tmp))
+            _quantize_int8(fp32_path, written, calibration, method, fp32_nodes, Path(tmp))
         _write_with_metadata(written, path, fingerprint(model))
     return path
 
@@ -128,7 +129,8 @@ def _write_with_metadata(source: Path, target: Path, properties: dict[str, str])
         staged.unlink(missing_ok=True)
 
 
-def _quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, method: str, tmp: Path) -> None:
+def _quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, method: str,
+                   fp32_nodes: tuple[str, ...], tmp: Path) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -150,7 +152,7 @@ def _quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, me
     with contextlib.redirect_stdout(sys.stderr):  # the calibrator prints its settings; stdout is the CLI's JSON
         quantize_static(str(prepared), str(int8_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, method))
+                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=list(fp32_nodes))
 
 
 class OnnxClassifier:

@@ -16,12 +16,14 @@ from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, F
 from fer_model.__main__ import main
 from fer_model.calibration import (
     ECE_BINS,
+    RELIABILITY_PNG,
     calibration_metrics,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     plot_reliability_diagram,
     reliability_bins,
+    write_calibration,
     write_temperature,
 )
 from fer_model.image_processing import gray_to_pixel_values, logits_with_tta
@@ -196,3 +198,17 @@ def test_reliability_diagram_is_written(tmp_path: Path) -> None:
     path = plot_reliability_diagram(logits, labels, 2.0, tmp_path / "r.png")
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape[0] > 300 and (image != 255).any(axis=-1).mean() > 0.02  # drawn, not blank
+
+
+def test_write_calibration_is_what_a_training_run_calls(tmp_path: Path) -> None:
+    """End of a run: validation/test logits in, temperature in config.json, the diagram and the metrics out."""
+    folder = save_random_model(tmp_path / "run")
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4000, 7, generator=generator)
+    labels = torch.multinomial((logits / 0.5).softmax(-1), 1, generator=generator)[:, 0]  # under-confident logits
+    metrics = write_calibration(folder, (logits[:2000], labels[:2000]), (logits[2000:], labels[2000:]),
+                                plot=folder / RELIABILITY_PNG)
+    assert metrics["temperature"] == pytest.approx(0.5, rel=0.08)
+    assert FerForImageClassification.from_pretrained(folder).config.temperature == metrics["temperature"]
+    assert metrics["test"]["num_samples"] == 2000 and metrics["test"]["nll_after"] < metrics["test"]["nll_before"]
+    assert (folder / RELIABILITY_PNG).stat().st_size > 10_000
