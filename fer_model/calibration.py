@@ -36,13 +36,15 @@ def _checked(logits: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.as_tensor(logits, dtype=torch.float64, device="cpu").detach().clone()
         labels = torch.as_tensor(labels, dtype=torch.int64, device="cpu").detach().clone()
     if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
-        raise ValueError(f"logits must be a non-empty (samples, classes) array with >= 2 classes; got {tuple(logits.shape)}")
+        raise ValueError("logits must be a non-empty (samples, classes) array with >= 2 classes; "
+                         f"got {tuple(logits.shape)}")
     if labels.shape != (logits.shape[0],):
         raise ValueError(f"labels must have shape ({logits.shape[0]},) to match the logits; got {tuple(labels.shape)}")
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or infinite values")
     if labels.min() < 0 or labels.max() >= logits.shape[1]:
-        raise ValueError(f"labels must be class indices in 0..{logits.shape[1] - 1}; got {labels.min()}..{labels.max()}")
+        raise ValueError(f"labels must be class indices in 0..{logits.shape[1] - 1}; "
+                         f"got {int(labels.min())}..{int(labels.max())}")
     return logits, labels
 
 
@@ -73,7 +75,8 @@ def fit_temperature(logits: Any, labels: Any) -> float:
 
         optimizer.step(closure)
     temperature = min(max(float(log_t.detach().exp()), TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])
-    if not math.isfinite(temperature) or F.cross_entropy(logits / temperature, labels) > F.cross_entropy(logits, labels):
+    worse = F.cross_entropy(logits / temperature, labels) > F.cross_entropy(logits, labels)
+    if not math.isfinite(temperature) or worse:
         return 1.0
     return temperature
 

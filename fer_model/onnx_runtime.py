@@ -4,7 +4,7 @@ int8 uses onnxruntime's static QDQ quantization (per-channel weights, uint8 acti
 on real faces; on a CPU with VNNI it runs ~3x faster than eager PyTorch fp32. Whether its accuracy
 holds is measured, not assumed: benchmarks/inference.py --dataset reports both accuracies. The activation
 ranges come from onnxruntime's Percentile calibrator (the 99.999th percentile of |activation|): with its
-default, MinMax, the released model lost 0.50 points of test accuracy, with Percentile 0.06 to 0.19 (README,
+default, MinMax, the released model lost 0.50 points of test accuracy, with Percentile 0.20 (README,
 "Fast CPU inference", has the table).
 
 Every exported file carries a fingerprint in its ONNX metadata_props: the sha256 of the weights it was
@@ -25,7 +25,6 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -131,8 +130,13 @@ def _write_with_metadata(source: Path, target: Path, properties: dict[str, str])
 
 def _quantize_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray, method: str,
                    fp32_nodes: tuple[str, ...], tmp: Path) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if calibration.ndim != 4 or len(calibration) == 0:

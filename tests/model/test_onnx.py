@@ -54,6 +54,9 @@ def test_int8_onnx_stays_close_to_fp32(model: FerForImageClassification, tmp_pat
 def test_bad_calibration_and_missing_file_are_explained(model: FerForImageClassification, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="calibration must be"):
         export_onnx(model, tmp_path / "x.onnx", calibration=np.zeros((0, 3, 48, 48), np.float32))
+    with pytest.raises(ValueError, match="method='Histogram' is not one of"):
+        export_onnx(model, tmp_path / "x.onnx", calibration=np.zeros((4, 3, 48, 48), np.float32), method="Histogram")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
     with pytest.raises(FileNotFoundError, match="export-onnx"):
         OnnxClassifier(tmp_path / "missing.onnx")
 
