@@ -222,12 +222,12 @@ def onnx_runtime_for(
     """The onnxruntime classifier that `choice` asks for, checked against `model` (loaded from `source`), or
     None for PyTorch.
 
-    choice None / "none": PyTorch. A file path: that file; a mismatched fingerprint raises OnnxMismatchError.
+    choice None / "" / "none": PyTorch. A file path: that file; a mismatched fingerprint raises OnnxMismatchError.
     "auto": the model's INT8_FILENAME (folder or Hub repo) when it exists and the model runs on the CPU; a
     mismatched one is skipped with a warning (PyTorch serves: the folder's weights are the truth). Either way a
     file without a fingerprint (exported before they existed) is used with a warning saying how to re-export.
     """
-    if choice is None or str(choice).lower() == "none":
+    if not choice or str(choice).lower() == "none":
         return None
     auto = str(choice).lower() == "auto"
     path = _folder_int8(source) if auto else Path(choice)

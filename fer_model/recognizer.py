@@ -59,9 +59,11 @@ class EmotionRecognizer:
     ) -> "EmotionRecognizer":
         """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable).
 
-        `onnx`: "auto" (default) runs the folder's int8 `model_int8.onnx` with onnxruntime when it has one that
-        belongs to its weights (CPU only); a file path runs that file (checked the same way); None or "none"
-        runs PyTorch. The folder still supplies the config (labels, temperature) and the processor.
+        `onnx`: "auto" (default) runs the folder's int8 `model_int8.onnx` with onnxruntime when it has one and
+        the model is on the CPU, unless its fingerprint says it belongs to other weights; a file path runs that
+        file (refused if it belongs to other weights); None or "none" runs PyTorch (see
+        `fer_model.onnx_runtime.onnx_runtime_for`). The folder still supplies the config (labels, temperature)
+        and the processor.
         """
         from .onnx_runtime import onnx_runtime_for
 
