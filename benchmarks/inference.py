@@ -37,8 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
 
 
-
-
 def astronaut_and_tile() -> dict[str, "object"]:
     from PIL import Image
 
@@ -110,8 +108,9 @@ def calibration(dataset: str | None, config: "object") -> "object":
 
     if dataset:
         from fer_model.__main__ import calibration_batch
+        from fer_model.onnx_runtime import CALIBRATION_SAMPLES
 
-        return calibration_batch(dataset, config, 512)
+        return calibration_batch(dataset, config, CALIBRATION_SAMPLES)
     return torch.randn(256, 3, config.image_size, config.image_size).numpy()
 
 
@@ -156,7 +155,7 @@ def main() -> None:
             torch.manual_seed(0)
             FerForImageClassification(FerConfig()).save_pretrained(model_dir)
             FerImageProcessor().save_pretrained(model_dir)
-        recognizer = EmotionRecognizer.from_pretrained(model_dir)
+        recognizer = EmotionRecognizer.from_pretrained(model_dir, onnx=None)  # PyTorch: the baseline
         model = recognizer.model
         fp32 = export_onnx(model, f"{tmp}/fp32.onnx")
         int8 = export_onnx(model, f"{tmp}/int8.onnx", calibration=calibration(args.dataset, model.config))

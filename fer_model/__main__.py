@@ -1,13 +1,19 @@
-"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F]`, `evaluate ...`, `export-onnx ...`."""
+"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F | --no-onnx]`, `evaluate ...`,
+`export-onnx ...`, `calibrate --model DIR --dataset SRC`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
+from typing import Any
 
 from .image_processing import TTA_MODES
 from .loading import DEFAULT_MODEL_ID
+from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
+
+DEFAULT_SHOW_WARNING = warnings.showwarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
-    predict.add_argument("--onnx", default=None, help="run this exported ONNX file with onnxruntime")
+    runtime = predict.add_mutually_exclusive_group()
+    runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
+                         "model_int8.onnx when it has one) or 'none' (default: $FER_ONNX, else auto)")
+    runtime.add_argument("--no-onnx", dest="no_onnx", action="store_true", help="run the PyTorch model")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1 and per-class figures as JSON")
     evaluate.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
@@ -27,14 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     evaluate.add_argument("--batch_size", type=int, default=256)
     evaluate.add_argument("--max_samples", type=int, default=None, help="evaluate the first N rows only")
-    evaluate.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (onnxruntime, CPU)")
+    evaluate.add_argument("--onnx", default=None, help="evaluate this exported ONNX file (onnxruntime, CPU), or "
+                          "'auto' for the folder's model_int8.onnx (default: the PyTorch model)")
+
+    calibrate = commands.add_parser("calibrate", help="fit the temperature on validation; rewrites config.json only")
+    calibrate.add_argument("--model", required=True, help="local model folder (its config.json gets `temperature`)")
+    calibrate.add_argument("--dataset", required=True, help="FER2013 source with validation and test splits")
+    calibrate.add_argument("--batch_size", type=int, default=256)
+    calibrate.add_argument("--max_samples", type=int, default=None, help="use the first N rows of each split only")
+    calibrate.add_argument("--plot", default=None, help="write the test reliability diagram to this PNG")
 
     export = commands.add_parser("export-onnx", help="export to ONNX (fp32, or int8 calibrated on real faces)")
     export.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--int8", action="store_true", help="static int8 quantization (needs --calibration)")
     export.add_argument("--calibration", default=None, help="FER2013 source whose train split calibrates int8")
-    export.add_argument("--calibration_samples", type=int, default=512)
+    export.add_argument("--calibration_samples", type=int, default=CALIBRATION_SAMPLES,
+                        help="random training faces for int8 calibration")
+    export.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHODS[0],
+                        help="how onnxruntime sets the int8 activation ranges")
     return parser
 
 
@@ -44,14 +64,16 @@ def run_predict(args: argparse.Namespace) -> int:
     A model that cannot be loaded is reported on stderr (with how to point at another) and gives exit code 1.
     """
     from .images import ImageLoadError, load_image
+    from .onnx_runtime import onnx_choice
     from .recognizer import EmotionRecognizer
 
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
-        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta, onnx=args.onnx)
-    except OSError as error:
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+                                                       onnx=onnx_choice(args.onnx, args.no_onnx))
+    except (OSError, ValueError) as error:  # ValueError: an ONNX file that belongs to other weights
         print(f"error: {error}", file=sys.stderr)
         return 1
     status = 0
@@ -88,8 +110,26 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         return 2
     model, _ = load_model(args.model)
     calibration = calibration_batch(args.calibration, model.config, args.calibration_samples) if args.int8 else None
-    path = export_onnx(model, args.out, calibration=calibration)
+    path = export_onnx(model, args.out, calibration=calibration, method=args.calibration_method)
     print(json.dumps({"model": args.model, "onnx": str(path), "int8": bool(args.int8)}))
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Fit the temperature on the validation split, write it into config.json, print the metrics as JSON."""
+    from .calibration import calibrate_folder, config_path
+    from .data import load_fer2013
+
+    try:
+        config_path(args.model)  # before the dataset is read
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    splits = load_fer2013(args.dataset, splits=("validation", "test"))
+    if args.max_samples is not None:
+        splits = {name: split.select(range(min(args.max_samples, len(split)))) for name, split in splits.items()}
+    metrics = calibrate_folder(args.model, splits["validation"], splits["test"], args.batch_size, plot=args.plot)
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
@@ -103,12 +143,23 @@ def calibration_batch(source: str, config: object, samples: int) -> object:
     return gray_to_pixel_values(images, config).numpy()
 
 
-COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx}
+COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx,
+            "calibrate": run_calibrate}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    with warnings.catch_warnings():  # restores showwarning on the way out (main is also called in-process)
+        warnings.showwarning = show_warning
+        return COMMANDS[args.command](args)
+
+
+def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """fer_model's own warnings (an ONNX file that cannot be checked or is skipped) as one plain stderr line."""
+    if issubclass(category, OnnxFileWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        DEFAULT_SHOW_WARNING(message, category, *args, **kwargs)
 
 
 if __name__ == "__main__":

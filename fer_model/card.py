@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .loading import is_hub_id
+from .loading import DEFAULT_MODEL_ID, is_hub_id
 from .modeling import PRETRAINED_TAGS
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card.md"
@@ -26,7 +26,7 @@ TAGS = ["image-classification", "facial-expression-recognition", "emotion-recogn
 def render_model_card(
     metrics: dict[str, Any],
     *,
-    model_name: str,
+    model_name: str | None = None,
     dataset: str,
     command: str,
     recipe: dict[str, Any],
@@ -36,12 +36,16 @@ def render_model_card(
     """The card of a trained model.
 
     Args:
-        metrics: the run's metrics.json (test metrics at the top level, plus "validation", "training", "tta").
-        model_name: Hub repo id (when pushing) or folder name; names the model-index entry.
+        metrics: the run's metrics.json (test metrics at the top level, plus "validation", "training", "tta",
+            and "calibration" when the run fitted a temperature: fer_model.calibration.calibration_metrics).
+        model_name: the Hub repo id the model is published under (train.py's --hub_model_id); None names it
+            as the project's model, DEFAULT_MODEL_ID. It titles the card, names the model-index entry and is what
+            the usage example loads, so it is never the output folder's name (a local path nobody else has).
         dataset: the `--dataset` source the model was trained on.
         command: the exact command line of the run.
         recipe: the resolved training recipe (hyper-parameters); `preset` the YAML file it started from.
     """
+    model_name = model_name or DEFAULT_MODEL_ID
     dataset_id = dataset if is_hub_id(dataset) else "fer2013"
     card_data = ModelCardData(
         model_name=model_name,
@@ -71,6 +75,7 @@ def render_model_card(
         validation=metrics.get("validation", {}),
         training=metrics.get("training", {}),
         tta=metrics.get("tta", {}),
+        calibration=metrics.get("calibration", {}),
         command=command,
         preset=preset,
         recipe_yaml=yaml.safe_dump(recipe, sort_keys=False).strip(),

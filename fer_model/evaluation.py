@@ -35,6 +35,21 @@ def predict_logits(
     return logits_with_tta(forward, faces, tta, getattr(config, "crop_size", None))
 
 
+@torch.inference_mode()
+def split_logits(model: Any, split: Dataset, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """UNCALIBRATED logits of `model` on a `load_fer2013` split, and its labels as the model's class indices.
+
+    What temperature scaling fits on (and reports before/after): `model.uncalibrated_logits`, no TTA.
+    """
+    from .data import split_to_tensors
+
+    columns = label_order(model.config.id2label, split.features["label"].names)  # dataset class -> model column
+    images, labels = split_to_tensors(split)
+    logits = [predict_logits(model.uncalibrated_logits, images[start : start + batch_size].to(model.device),
+                             model.config).float().cpu() for start in range(0, len(labels), batch_size)]
+    return torch.cat(logits), columns[labels.long()]
+
+
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(true, predicted) counts, shape (num_classes, num_classes), rows = true class."""
     index = labels.long().cpu() * num_classes + predictions.long().cpu()
@@ -118,15 +133,18 @@ def evaluate_folder(
 ) -> dict[str, Any]:
     """Metrics of a saved model (Hub id or folder) on one split from `fer_model.data.load_fer2013`.
 
-    With `onnx`, the logits come from that exported file (e.g. the int8 one) run by onnxruntime on the
-    CPU; the folder still supplies the config (labels, image size, normalisation).
+    With `onnx` (a file, or "auto" for the folder's model_int8.onnx), the logits come from that exported file
+    run by onnxruntime on the CPU, after checking it belongs to the folder's weights; the folder still supplies
+    the config (labels, image size, normalisation). None or "none": PyTorch.
     """
     from .data import split_to_tensors
     from .loading import load_model
 
+    onnx = None if onnx is None or str(onnx).lower() == "none" else onnx
     device = "cpu" if onnx else device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _ = load_model(model_source, device=device)
-    forward = _onnx_forward(onnx) if onnx else (lambda x: model(pixel_values=x).logits)
+    runtime = _onnx_runtime(model, model_source, onnx) if onnx else None
+    forward = runtime or (lambda x: model(pixel_values=x).logits)
     label_names = split.features["label"].names
     columns = label_order(model.config.id2label, label_names).to(device)
     images, labels = split_to_tensors(split)
@@ -136,11 +154,16 @@ def evaluate_folder(
         logits = predict_logits(forward, batch, model.config, tta)
         predictions.append(logits[:, columns].argmax(-1).cpu())
     confusion = confusion_matrix(labels, torch.cat(predictions), len(label_names))
-    runtime = {"onnx": str(onnx)} if onnx else {}
-    return {"model": str(model_source), **runtime, "tta": tta, **classification_report(confusion, label_names)}
+    served = {"onnx": str(runtime.path)} if runtime else {}
+    return {"model": str(model_source), **served, "tta": tta, **classification_report(confusion, label_names)}
 
 
-def _onnx_forward(path: str | os.PathLike) -> Callable[[torch.Tensor], torch.Tensor]:
-    from .onnx_runtime import OnnxClassifier
+def _onnx_runtime(model: Any, source: str | os.PathLike, onnx: str | os.PathLike) -> Any:
+    """The file's OnnxClassifier, checked against the folder's weights (a foreign file is refused)."""
+    from .onnx_runtime import onnx_runtime_for
 
-    return OnnxClassifier(path)
+    runtime = onnx_runtime_for(model, source, onnx)
+    if runtime is None:
+        raise FileNotFoundError(f"--onnx {onnx}: {source} has no model_int8.onnx (export one with "
+                                "`python -m fer_model export-onnx --int8`)")
+    return runtime

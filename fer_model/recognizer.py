@@ -54,19 +54,23 @@ class EmotionRecognizer:
         source: str | os.PathLike = DEFAULT_MODEL_ID,
         tta: str = "none",
         device: str = "cpu",
-        onnx: str | os.PathLike | None = None,
+        onnx: str | os.PathLike | None = "auto",
         **kwargs: Any,
     ) -> "EmotionRecognizer":
         """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable).
 
-        `onnx`: an exported model file (`python -m fer_model export-onnx`) to run with onnxruntime instead
-        of PyTorch; the folder still supplies the config and the processor.
+        `onnx`: "auto" (default) runs the folder's int8 `model_int8.onnx` with onnxruntime when it has one and
+        the model is on the CPU, unless its fingerprint says it belongs to other weights; a file path runs that
+        file (refused if it belongs to other weights); None or "none" runs PyTorch (see
+        `fer_model.onnx_runtime.onnx_runtime_for`). The folder still supplies the config (labels, temperature)
+        and the processor.
         """
-        model, processor = load_model(source, device=device)
-        if onnx:
-            from .onnx_runtime import OnnxClassifier
+        from .onnx_runtime import onnx_runtime_for
 
-            kwargs["runtime"] = OnnxClassifier(onnx)
+        model, processor = load_model(source, device=device)
+        runtime = onnx_runtime_for(model, source, onnx)
+        if runtime is not None:
+            kwargs["runtime"] = runtime
         return cls(model, processor, tta=tta, **kwargs)
 
     @property

@@ -54,6 +54,9 @@ def test_int8_onnx_stays_close_to_fp32(model: FerForImageClassification, tmp_pat
 def test_bad_calibration_and_missing_file_are_explained(model: FerForImageClassification, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="calibration must be"):
         export_onnx(model, tmp_path / "x.onnx", calibration=np.zeros((0, 3, 48, 48), np.float32))
+    with pytest.raises(ValueError, match="method='Histogram' is not one of"):
+        export_onnx(model, tmp_path / "x.onnx", calibration=np.zeros((4, 3, 48, 48), np.float32), method="Histogram")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
     with pytest.raises(FileNotFoundError, match="export-onnx"):
         OnnxClassifier(tmp_path / "missing.onnx")
 
@@ -85,16 +88,17 @@ def test_export_int8_from_real_faces_then_evaluate_and_predict(tiny_model_dir: P
     result = run_cli("export-onnx", "--model", str(tiny_model_dir), "--out", str(out), "--int8",
                      "--calibration", str(FER2013_DIR), "--calibration_samples", "64")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"model": str(tiny_model_dir), "onnx": str(out),
-                                                                  "int8": True}
+    # stdout is the JSON line alone (onnxruntime's calibrator chatter goes to stderr)
+    assert json.loads(result.stdout) == {"model": str(tiny_model_dir), "onnx": str(out), "int8": True}
     result = run_cli("evaluate", "--model", str(tiny_model_dir), "--dataset", str(FER2013_DIR), "--split", "test",
                      "--max_samples", "64", "--onnx", str(out))
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["onnx"] == str(out) and sum(c["support"] for c in metrics["per_class"].values()) == 64
+    assert "warning" not in result.stderr  # the export's fingerprint matched the folder
     result = run_cli("predict", str(ASTRONAUT), "--model", str(tiny_model_dir), "--onnx", str(out))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["face_found"] is True
+    assert json.loads(result.stdout)["face_found"] is True and "warning" not in result.stderr
 
 
 def test_app_serves_the_onnx_file_from_flag_or_environment(tiny_model_dir: Path, fp32_onnx: Path,
