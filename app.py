@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -43,7 +45,8 @@ MAX_QUEUE = 32  # requests waiting beyond this are refused with "queue full" rat
 MAX_FILE_SIZE = 20 * 2**20  # bytes: larger uploads are refused by gradio, larger data: URLs before decoding
 LIVE_EVERY_S = 0.5  # the webcam sends one frame every 0.5 s
 LIVE_LIMIT_S = 10  # a stream holds its slot 10 s, then the browser queues again; a vanished client no longer
-DELETE_CACHE = (60, 600)  # every 60 s gradio deletes the uploads and outputs it cached over 10 minutes ago
+SESSIONS_KEPT = 8  # gradio keeps each session's last inputs (a data: URL in full) for its 10,000 latest by default
+DELETE_CACHE = (60, 300)  # every 60 s gradio deletes the uploads and outputs it cached over 5 minutes ago
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 NOT_UPLOADED = ("Not an uploaded image: send the image itself (from gradio_client: handle_file('photo.jpg')); "
                 "server paths and URLs are not read.")
@@ -88,8 +91,7 @@ def decode_data_url(url: str) -> bytes:
     encoded = url.partition(",")[2]
     size = len(encoded) * 3 // 4
     if size > MAX_FILE_SIZE:
-        raise ImageLoadError(f"the image is too large: {size / 2**20:.0f} MB (the limit is "
-                             f"{MAX_FILE_SIZE // 2**20} MB)")
+        raise ImageLoadError(f"the image is too large: {size / 2**20:.0f} MB (the limit is {MAX_FILE_SIZE >> 20} MB)")
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -109,17 +111,16 @@ class UploadData(ImageData):
 class UploadedImage(gr.Image):
     """gr.Image whose preprocessing is read_upload: the function gets an RGB PIL image (or None when cleared).
 
-    gradio first refuses file objects (with `meta`) outside its upload folder; this class never downloads a
-    URL (gradio would) and never lets PIL's other decoders see the data (gradio's own preprocessing would).
-    A subclass, not a patched instance: gradio re-creates a component from its class for a session's updates.
-    (gradio writes an app.pyi stub for it, as for any custom component: ignored by git.)
+    gradio first refuses file objects (with `meta`) outside its upload folder; this class never downloads a URL
+    nor lets PIL's other decoders see the data (gradio's own preprocessing would). A subclass, not a patched
+    instance: gradio re-creates a component from its class for a session's updates (it writes app.pyi for it).
     """
 
     is_template = True  # the browser draws it as a gr.Image
     data_model = UploadData
 
     async def async_move_resource_to_block_cache(self, url_or_file_path: str | Path | None) -> str | None:
-        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
+        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):  # gradio would download it
             raise gr.Error(NOT_UPLOADED, title="Not an uploaded image", print_exception=False)
         return await super().async_move_resource_to_block_cache(url_or_file_path)
 
@@ -242,8 +243,6 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE, api_open=False)
 
 
-# ---------------------------------------------------------------- serving
-
 ENDPOINT_ROUTES = re.compile(r"/gradio_api/(queue/join|run/|api/|call/)")
 
 
@@ -258,15 +257,22 @@ def client_error(request: Request, error: Exception) -> Response:
     return PlainTextResponse("Internal Server Error", status_code=500)
 
 
-LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, app_kwargs={
+LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, app_kwargs={
     "exception_handlers": {KeyError: client_error, TypeError: client_error, FnIndexInferError: client_error}})
 
 
-def load_recognizer(source: str, tta: str = "none", onnx: str | None = None) -> EmotionRecognizer:
-    """The recognizer, or exit with a message saying how to point the app at a model.
+def return_freed_memory() -> None:
+    """glibc keeps freed blocks under 32 MB in per-thread arenas: each decoded photo or data: URL would raise the
+    server's memory for good (benchmarks/soak.py). Mmap blocks of 1 MB+ (freed for real), 2 arenas; glibc only."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 2**20)  # M_MMAP_THRESHOLD: 1 MB, fixed
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
 
-    `onnx` (or FER_ONNX): an exported file, e.g. the int8 one, run with onnxruntime (fastest on a CPU Space).
-    """
+
+def load_recognizer(source: str, tta: str = "none", onnx: str | None = None) -> EmotionRecognizer:
+    """The recognizer, or exit saying how to point the app at a model. `onnx` (or FER_ONNX): an exported file,
+    e.g. the int8 one, run with onnxruntime (fastest on a CPU Space)."""
     try:
         return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx or os.environ.get("FER_ONNX") or None)
     except (OSError, ValueError) as error:
@@ -279,11 +285,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
-    parser.add_argument("--onnx", default=None, help="run this exported ONNX file (python -m fer_model export-onnx) "
-                        "with onnxruntime instead of PyTorch (default: FER_ONNX)")
+    parser.add_argument("--onnx", default=None, help="an ONNX export to run with onnxruntime (default: FER_ONNX)")
     return parser.parse_args(argv)
 
 
+return_freed_memory()
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])  # imported (tests, reload mode): env defaults
 MODEL_SOURCE = resolve_model_source(ARGS.model)
 demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx), MODEL_SOURCE)

@@ -13,9 +13,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 

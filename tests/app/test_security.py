@@ -12,6 +12,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio.processing_utils
@@ -206,6 +207,16 @@ def test_uploads_and_outputs_stay_in_the_cache(recognizer: EmotionRecognizer, mo
             time.sleep(0.25)
         assert not any(file.exists() for file in files), files
         assert example.is_file()  # kept while the app runs: the Photo tab's examples must still load
+
+
+def test_every_session_keeps_its_inputs_in_memory(recognizer: EmotionRecognizer) -> None:
+    """Attack 6, memory: gradio keeps each session's last inputs (a data: URL in full) for its 10,000 latest
+    sessions, and every API call is a session; the app keeps SESSIONS_KEPT of them."""
+    tiny = {"url": data_url(encoded(Image.new("L", (48, 48), 128), "JPEG"))}
+    with launched_demo(recognizer) as demo, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: call(demo.local_url, "predict", [tiny])[0], range(app.SESSIONS_KEPT + 12)))
+        assert answers == ["complete"] * (app.SESSIONS_KEPT + 12)
+        assert len(demo.state_holder.session_data) <= app.SESSIONS_KEPT
 
 
 def test_nameless_upload_is_a_client_error(url: str) -> None:

@@ -31,10 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from tests.helpers.app_server import launched_demo
-from tests.helpers.network import free_port
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
+from tests.helpers.app_server import launched_demo
 from tests.helpers.fuzz_inputs import (
     BOMB_WRITERS,
     COUNTS,
@@ -49,6 +48,7 @@ from tests.helpers.fuzz_inputs import (
     record_counts,
 )
 from tests.helpers.image_files import ASTRONAUT
+from tests.helpers.network import free_port
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                   HealthCheck.function_scoped_fixture])
