@@ -30,7 +30,7 @@ from gradio.route_utils import FnIndexInferError
 from gradio.utils import get_upload_folder, is_in_or_equal
 from gradio_client.utils import is_http_url_like
 from PIL import Image
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces
@@ -89,7 +89,7 @@ def read_upload(payload: ImageData) -> Image.Image:
 def decode_data_url(url: str) -> bytes:
     """The bytes of an inline image, refused before decoding when over MAX_FILE_SIZE (like an upload)."""
     encoded = url.partition(",")[2]
-    size = len(encoded) * 3 // 4
+    size = len(encoded) * 3 // 4 - encoded[-2:].count("=")  # the decoded size, exactly (when valid)
     if size > MAX_FILE_SIZE:
         raise ImageLoadError(f"the image is too large: {size / 2**20:.0f} MB (the limit is {MAX_FILE_SIZE >> 20} MB)")
     try:
@@ -101,6 +101,8 @@ def decode_data_url(url: str) -> bytes:
 class UploadData(ImageData):
     """gradio's ImageData, reading a bare string (a path or URL sent instead of a file object) as a path, so that
     read_upload refuses it with the hint rather than pydantic with an error the client does not show."""
+
+    model_config = ConfigDict(json_schema_extra={"description": "An image file (handle_file) or a data: URL."})
 
     @model_validator(mode="before")
     @classmethod
@@ -127,8 +129,6 @@ class UploadedImage(gr.Image):
     def preprocess(self, payload: ImageData | None) -> Image.Image | None:
         return None if payload is None else read_upload(payload)
 
-
-# ---------------------------------------------------------------- pure functions (no UI state)
 
 def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, Any]:
     """recognizer.recognize; an unexpected failure reaches the user as a plain message, its traceback only the
@@ -229,7 +229,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
                                                   elem_id="live-probabilities")
             gr.Markdown(f"One frame every {LIVE_EVERY_S} s is analysed. One stream at a time: each holds the "
                         f"model {LIVE_LIMIT_S} s, then queues again, so viewers take turns.")
-        api_image, api_result = UploadedImage(type="pil", visible=False), gr.JSON(visible=False)  # `predict`'s
+        api_image, api_result = UploadedImage(type="pil", visible=False), gr.JSON(label="faces", visible=False)
 
         photo.change(analyze, photo, [annotated, probabilities, table, result_json, message],
                      api_visibility="private", **model_events)
@@ -237,7 +237,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         webcam.stream(live, webcam, [live_annotated, live_probabilities], stream_every=LIVE_EVERY_S,
                       time_limit=LIVE_LIMIT_S, concurrency_limit=1, concurrency_id="live",
                       api_visibility="private", show_progress="hidden")
-        gr.on([], predict, api_image, api_result, api_name="predict", **model_events)
+        gr.on([], predict, api_image, api_result, api_name="predict", **model_events)  # the API, no UI trigger
     for event in demo.fns.values():  # gradio's example loader is made with queue=False: no route around the queue
         event.queue = True
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE, api_open=False)

@@ -22,7 +22,7 @@ from PIL import Image
 import app
 from fer_model import EmotionRecognizer
 from fer_model.annotation import draw_faces, label_colours
-from fer_model.images import load_image
+from fer_model.images import ImageLoadError, load_image
 from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
 from tests.helpers.paths import REPO
@@ -151,6 +151,10 @@ def test_read_upload_reads_only_what_gradio_received(tmp_path: Path) -> None:
     assert app.read_upload(ImageData(url=f"data:image/jpeg;base64,{data}")).size == (512, 512)
     with pytest.raises(gr.Error, match="not valid base64"):
         app.read_upload(ImageData(url="data:image/jpeg;base64,not*base64"))
+    for size in (app.MAX_FILE_SIZE - 1, app.MAX_FILE_SIZE):  # the limit itself is allowed, to the byte
+        assert len(app.decode_data_url("data:;base64," + base64.b64encode(b"\0" * size).decode())) == size
+    with pytest.raises(ImageLoadError, match="too large"):
+        app.decode_data_url("data:;base64," + base64.b64encode(b"\0" * (app.MAX_FILE_SIZE + 1)).decode())
     received = Path(get_upload_folder()) / f"test-{os.getpid()}" / "astronaut.jpg"
     received.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(ASTRONAUT, received)
