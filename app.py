@@ -2,15 +2,15 @@
 
     python app.py [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop] [--onnx MODEL.onnx]
 
-`demo` is built once, at import (what Spaces and `gradio app.py` look for), around the model from --model,
-else FER_MODEL, else ../shared/models/fer-vgg16 when that folder exists, else the project's Hub model.
-fer_model does the work (images.load_image -> EmotionRecognizer.recognize -> annotation.draw_faces); this
-file is the UI and its guards (README, Reliability). API: `predict`, an image file in, the faces as JSON out.
+`demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
+FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model. fer_model does the work; this file
+is the UI and its guards (README, Reliability). API: `predict`, an image file in, the faces as JSON out.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -19,21 +19,23 @@ import logging
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gradio.data_classes import ImageData
-from gradio.route_utils import FnIndexInferError
+from gradio.route_utils import FnIndexInferError, delete_files_created_by_app
 from gradio.utils import get_upload_folder, is_in_or_equal
 from gradio_client.utils import is_http_url_like
 from PIL import Image
 from pydantic import ConfigDict, model_validator
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
-from fer_model.annotation import draw_faces
+from fer_model.annotation import draw_faces, largest_face
 from fer_model.images import MAX_SIDE, ImageLoadError, fit_within, load_image
 from fer_model.tta import TTA_MODES
 
@@ -46,7 +48,7 @@ MAX_FILE_SIZE = 20 * 2**20  # bytes: larger uploads are refused by gradio, large
 LIVE_EVERY_S = 0.5  # the webcam sends one frame every 0.5 s
 LIVE_LIMIT_S = 10  # a stream holds its slot 10 s, then the browser queues again; a vanished client no longer
 SESSIONS_KEPT = 8  # gradio keeps each session's last inputs (a data: URL in full) for its 10,000 latest by default
-DELETE_CACHE = (60, 300)  # every 60 s gradio deletes the uploads and outputs it cached over 5 minutes ago
+DELETE_CACHE = (60, 300)  # every 60 s, the uploads and outputs gradio cached over 5 minutes ago are deleted
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 NOT_UPLOADED = ("Not an uploaded image: send the image itself (from gradio_client: handle_file('photo.jpg')); "
                 "server paths and URLs are not read.")
@@ -54,11 +56,8 @@ NOT_UPLOADED = ("Not an uploaded image: send the image itself (from gradio_clien
 
 def resolve_model_source(cli_value: str | None = None) -> str:
     """--model, else FER_MODEL, else the shared release folder when present, else the Hub model."""
-    if cli_value:
-        return cli_value
-    if os.environ.get("FER_MODEL"):
-        return os.environ["FER_MODEL"]
-    return str(LOCAL_RELEASE) if (LOCAL_RELEASE / "config.json").is_file() else DEFAULT_MODEL_ID
+    local = str(LOCAL_RELEASE) if (LOCAL_RELEASE / "config.json").is_file() else DEFAULT_MODEL_ID
+    return cli_value or os.environ.get("FER_MODEL") or local
 
 
 def model_title(source: str) -> str:
@@ -66,14 +65,10 @@ def model_title(source: str) -> str:
     return Path(source).name if Path(source).exists() else source
 
 
-# ---------------------------------------------------------------- image inputs: gradio's checks, then the loader
-
 def read_upload(payload: ImageData) -> Image.Image:
-    """An input gradio has validated -> upright RGB image (fer_model.images.load_image), or gr.Error saying why not.
-
-    Read: a data: URL (the browser's webcam frames) or a file inside gradio's upload folder, where gradio writes
-    what it receives (uploads, snapshots, the examples' copies). Anything else, such as a server path sent
-    without gradio's `meta`, gets NOT_UPLOADED: one answer, whether or not that path exists.
+    """An input gradio validated -> upright RGB image (fer_model.images.load_image), or gr.Error saying why not.
+    Read: a data: URL (the webcam's frames) or a file in gradio's upload folder (what it received: uploads, snapshots,
+    the examples' copies). Anything else (a server path without `meta`) gets NOT_UPLOADED, whether it exists or not.
     """
     url = payload.url or ""
     try:
@@ -99,8 +94,7 @@ def decode_data_url(url: str) -> bytes:
 
 
 class UploadData(ImageData):
-    """gradio's ImageData, reading a bare string (a path or URL sent instead of a file object) as a path, so that
-    read_upload refuses it with the hint rather than pydantic with an error the client does not show."""
+    """gradio's ImageData; a bare string (a path or URL, not a file object) is read as a path: read_upload's hint."""
 
     model_config = ConfigDict(json_schema_extra={"description": "An image file (handle_file) or a data: URL."})
 
@@ -112,7 +106,6 @@ class UploadData(ImageData):
 
 class UploadedImage(gr.Image):
     """gr.Image whose preprocessing is read_upload: the function gets an RGB PIL image (or None when cleared).
-
     gradio first refuses file objects (with `meta`) outside its upload folder; this class never downloads a URL
     nor lets PIL's other decoders see the data (gradio's own preprocessing would). A subclass, not a patched
     instance: gradio re-creates a component from its class for a session's updates (it writes app.pyi for it).
@@ -140,20 +133,14 @@ def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, An
                        "Try another photo.", title="Analysis failed") from error
 
 
-def largest(faces: list[dict[str, Any]]) -> int:
-    """Index of the face with the largest box (the one whose probabilities are shown first)."""
-    return max(range(len(faces)), key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
-
-
 def table_rows(faces: list[dict[str, Any]]) -> list[list[Any]]:
     return [[i, f["label"], round(f["score"], 3), *f["box"]] for i, f in enumerate(faces, 1)]
 
 
 def status(result: dict[str, Any]) -> str:
-    count = len(result["faces"])
     if not result["face_found"]:
-        return ("**No face found**: the whole image was classified instead, "
-                "which only makes sense for a close-up face.")
+        return "**No face found**: the whole image was classified instead, which only makes sense for a close-up face."
+    count = len(result["faces"])
     faces = f"{count} face{'s' if count > 1 else ''}"
     return f"**{faces} found** (numbered left to right). Select a row to see its probabilities."
 
@@ -165,8 +152,6 @@ def select_face(result: dict | None, event: gr.SelectData) -> Any:
     row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
     return gr.Label(value=result["faces"][row]["scores"], label=f"Face {row + 1}")
 
-
-# ---------------------------------------------------------------- the UI
 
 def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Blocks:
     """The Blocks app around one loaded recognizer (tests pass a small random model)."""
@@ -185,7 +170,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         image = fit_within(image, MAX_SIDE)  # what the browser shows: boxes in its pixels
         result = recognize(recognizer, image)
         faces = result["faces"]
-        best = largest(faces)
+        best = largest_face(faces)
         title = f"Face {best + 1} (largest)" if result["face_found"] else "Whole image (no face found)"
         probabilities = gr.Label(value=faces[best]["scores"], label=title)
         return draw_faces(image, faces, labels), probabilities, table_rows(faces), result, status(result)
@@ -196,11 +181,11 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         image = fit_within(frame, MAX_SIDE)
         result = recognize(recognizer, image)
         faces = result["faces"] if result["face_found"] else []
-        scores = faces[largest(faces)]["scores"] if faces else None
+        scores = faces[largest_face(faces)]["scores"] if faces else None
         return draw_faces(image, faces, labels), scores
 
     model_events = dict(concurrency_limit=CONCURRENCY, concurrency_id="model")
-    with gr.Blocks(title="FER-VGG16: facial emotion recognition", delete_cache=DELETE_CACHE) as demo:
+    with gr.Blocks(title="FER-VGG16: facial emotion recognition") as demo:
         gr.Markdown("# FER-VGG16: facial emotion recognition\n"
                     f"Finds every face (OpenCV Haar cascade) and classifies its emotion among {', '.join(labels)} "
                     f"with a VGG16 trained on FER2013. Model: `{model_title(model_source)}`.")
@@ -257,7 +242,23 @@ def client_error(request: Request, error: Exception) -> Response:
     return PlainTextResponse("Internal Server Error", status_code=500)
 
 
+@contextlib.asynccontextmanager
+async def sweep_cache(server: Any) -> AsyncIterator[None]:
+    """gradio's delete_files_created_by_app every DELETE_CACHE[0] s. Not Blocks(delete_cache=...): in gradio 6.31 its
+    schedule dies when a request adds a file during a sweep (set changed size), soon on a busy server."""
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(DELETE_CACHE[0])
+            with contextlib.suppress(RuntimeError):
+                await anyio.to_thread.run_sync(delete_files_created_by_app, server.get_blocks(), DELETE_CACHE[1])
+
+    task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+
+
 LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, app_kwargs={
+    "lifespan": sweep_cache,
     "exception_handlers": {KeyError: client_error, TypeError: client_error, FnIndexInferError: client_error}})
 
 
@@ -271,8 +272,7 @@ def return_freed_memory() -> None:
 
 
 def load_recognizer(source: str, tta: str = "none", onnx: str | None = None) -> EmotionRecognizer:
-    """The recognizer, or exit saying how to point the app at a model. `onnx` (or FER_ONNX): an exported file,
-    e.g. the int8 one, run with onnxruntime (fastest on a CPU Space)."""
+    """The recognizer, or exit saying how to point the app at a model. `onnx`/FER_ONNX: run that export instead."""
     try:
         return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx or os.environ.get("FER_ONNX") or None)
     except (OSError, ValueError) as error:

@@ -23,6 +23,11 @@ def label_colours(labels: Sequence[str]) -> dict[str, str]:
     return {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(labels)}
 
 
+def largest_face(faces: Sequence[Mapping[str, Any]]) -> int:
+    """Index of the face with the largest box: the one a UI shows first."""
+    return max(range(len(faces)), key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
+
+
 def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> Image.Image:
     """A copy of the image with a box and "n label 93%" per face (numbered from 1 in list order).
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 import app
 from fer_model import EmotionRecognizer
-from fer_model.annotation import draw_faces, label_colours
+from fer_model.annotation import draw_faces, label_colours, largest_face
 from fer_model.images import ImageLoadError, load_image
 from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
@@ -133,7 +133,7 @@ def test_ui_outputs_for_a_group_photo(recognizer: EmotionRecognizer) -> None:
     assert annotated.size == image.size and annotated is not image
     rows = app.table_rows(result["faces"])
     assert [row[0] for row in rows] == [1, 2] and [row[3:] for row in rows] == [f["box"] for f in result["faces"]]
-    assert app.largest(result["faces"]) == 1  # Grace Hopper's face is the larger one
+    assert largest_face(result["faces"]) == 1  # Grace Hopper's face is the larger one
     assert "2 faces found" in app.status(result)
     x, y, w, h = result["faces"][0]["box"]
     colour = label_colours(recognizer.labels)[result["faces"][0]["label"]]

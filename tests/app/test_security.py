@@ -8,12 +8,14 @@ requests, every wait has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio.processing_utils
 import httpx
@@ -207,6 +209,28 @@ def test_uploads_and_outputs_stay_in_the_cache(recognizer: EmotionRecognizer, mo
             time.sleep(0.25)
         assert not any(file.exists() for file in files), files
         assert example.is_file()  # kept while the app runs: the Photo tab's examples must still load
+
+
+def test_cache_sweeps_stop_once_a_request_races_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 6 on a busy server: gradio 6.31's own delete_cache schedule ends for good the first time a request
+    adds a file during a sweep (RuntimeError: set changed size), so the cache grew without bound under load
+    (benchmarks/soak.py); the app's schedule runs the next sweep anyway. (The schedule alone, in-process.)"""
+    ages: list[float] = []
+
+    def sweep(blocks: object, age: float) -> None:
+        ages.append(age)
+        if len(ages) == 1:
+            raise RuntimeError("Set changed size during iteration")
+
+    monkeypatch.setattr(app, "delete_files_created_by_app", sweep)
+    monkeypatch.setattr(app, "DELETE_CACHE", (0.1, 7))
+
+    async def serve_for_a_second() -> None:
+        async with app.sweep_cache(SimpleNamespace(get_blocks=lambda: None)):
+            await asyncio.sleep(1.0)
+
+    asyncio.run(serve_for_a_second())
+    assert len(ages) >= 3 and set(ages) == {7}, ages
 
 
 def test_every_session_keeps_its_inputs_in_memory(recognizer: EmotionRecognizer) -> None:
