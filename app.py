@@ -272,9 +272,10 @@ def return_freed_memory() -> None:
 
 
 def load_recognizer(source: str, tta: str = "none", onnx: str | None = None) -> EmotionRecognizer:
-    """The recognizer, or exit saying how to point the app at a model. `onnx`/FER_ONNX: run that export instead."""
+    """The recognizer, or exit saying how to point the app at a model. `onnx`/FER_ONNX: that export, if given."""
+    onnx = onnx or os.environ.get("FER_ONNX")
     try:
-        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx or os.environ.get("FER_ONNX") or None)
+        return EmotionRecognizer.from_pretrained(source, tta=tta, **({"onnx": onnx} if onnx else {}))
     except (OSError, ValueError) as error:
         sys.exit(f"app.py: cannot start without a model.\n{error}\n"
                  f"Example: FER_MODEL=path/to/fer-vgg16 python app.py   (or: python app.py --model path/to/folder)")
