@@ -73,7 +73,7 @@ def http_ms(recognizer: EmotionRecognizer, paths: dict[str, Path], runs: int) ->
     import app
 
     demo = app.build_demo(recognizer, "benchmark")
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.LAUNCH_OPTIONS)
     try:
         client = Client(demo.local_url, verbose=False)
         return {name: median_ms(lambda p=path: client.predict(handle_file(p), api_name="/predict"), runs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,13 +13,17 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 import app
-from tests.helpers.app_server import launched_demo
 from fer_model import EmotionRecognizer
+from fer_model.annotation import draw_faces, label_colours, largest_face
+from fer_model.images import ImageLoadError, load_image
+from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
 from tests.helpers.paths import REPO
 
@@ -111,36 +116,61 @@ def test_uploads_over_the_size_limit_are_refused(client: Client, tmp_path: Path)
 
 
 def test_queue_is_bounded(demo) -> None:
-    assert demo._queue.max_size == app.MAX_QUEUE
+    """Photo and API share the model's group; the Live stream has its own group of one and a short time limit."""
+    assert demo._queue.max_size == app.MAX_QUEUE and demo.api_open is False  # no /run/ route around the queue
     assert demo._queue.default_concurrency_limit == app.CONCURRENCY
-    model_fns = [fn for fn in demo.fns.values() if fn.concurrency_id == "model"]
-    assert len(model_fns) == 3 and all(fn.concurrency_limit == app.CONCURRENCY for fn in model_fns)
+    groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values() if fn.queue}
+    assert groups["predict"] == groups["analyze"] == ("model", app.CONCURRENCY)
+    assert groups["live"] == ("live", 1)
+    (live,) = [fn for fn in demo.fns.values() if fn.api_name == "live"]
+    assert live.time_limit == app.LIVE_LIMIT_S <= 15 and live.stream_every == app.LIVE_EVERY_S
 
 
 def test_ui_outputs_for_a_group_photo(recognizer: EmotionRecognizer) -> None:
-    image = app.read_upload({"path": str(GROUP)})
+    image = load_image(GROUP)
     result = recognizer.recognize(image)
-    annotated = app.annotate(image, result["faces"], recognizer.labels)
+    annotated = draw_faces(image, result["faces"], recognizer.labels)
     assert annotated.size == image.size and annotated is not image
     rows = app.table_rows(result["faces"])
     assert [row[0] for row in rows] == [1, 2] and [row[3:] for row in rows] == [f["box"] for f in result["faces"]]
-    assert app.largest(result["faces"]) == 1  # Grace Hopper's face is the larger one
+    assert largest_face(result["faces"]) == 1  # Grace Hopper's face is the larger one
     assert "2 faces found" in app.status(result)
     x, y, w, h = result["faces"][0]["box"]
-    colour = tuple(int(app.COLOURS[result["faces"][0]["label"]][i : i + 2], 16) for i in (1, 3, 5))
-    assert np.asarray(annotated)[y + h // 2, x].tolist() == list(colour)  # the box's left edge is drawn
+    colour = label_colours(recognizer.labels)[result["faces"][0]["label"]]
+    assert np.asarray(annotated)[y + h // 2, x].tolist() == [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
 
 
 def test_no_face_status(recognizer: EmotionRecognizer) -> None:
-    result = recognizer.recognize(app.read_upload({"path": str(COFFEE)}))
+    result = recognizer.recognize(load_image(COFFEE))
     assert "No face found" in app.status(result)
 
 
-def test_data_urls_are_decoded_and_bad_ones_explained() -> None:
+def test_read_upload_reads_only_what_gradio_received(tmp_path: Path) -> None:
+    """In-process: data: URLs and files in gradio's upload folder are read; any other path gets one answer."""
     data = base64.b64encode(ASTRONAUT.read_bytes()).decode()
-    assert app.read_upload({"url": f"data:image/jpeg;base64,{data}"}).size == (512, 512)
-    with pytest.raises(gr.Error, match="Cannot use this file"):
-        app.read_upload({"url": "data:image/jpeg;base64,not*base64"})
+    assert app.read_upload(ImageData(url=f"data:image/jpeg;base64,{data}")).size == (512, 512)
+    with pytest.raises(gr.Error, match="not valid base64"):
+        app.read_upload(ImageData(url="data:image/jpeg;base64,not*base64"))
+    for size in (app.MAX_FILE_SIZE - 1, app.MAX_FILE_SIZE):  # the limit itself is allowed, to the byte
+        assert len(app.decode_data_url("data:;base64," + base64.b64encode(b"\0" * size).decode())) == size
+    with pytest.raises(ImageLoadError, match="too large"):
+        app.decode_data_url("data:;base64," + base64.b64encode(b"\0" * (app.MAX_FILE_SIZE + 1)).decode())
+    received = Path(get_upload_folder()) / f"test-{os.getpid()}" / "astronaut.jpg"
+    received.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ASTRONAUT, received)
+    try:
+        assert app.read_upload(ImageData(path=str(received))).mode == "RGB"
+    finally:
+        shutil.rmtree(received.parent)
+    for path in (ASTRONAUT, tmp_path / "missing.jpg", tmp_path, received, f"{get_upload_folder()}/../etc/passwd"):
+        with pytest.raises(gr.Error) as caught:
+            app.read_upload(ImageData(path=str(path)))
+        assert caught.value.message == app.NOT_UPLOADED
+
+
+def test_model_title_never_shows_a_server_path(tiny_model_dir: Path) -> None:
+    assert app.model_title(str(tiny_model_dir)) == tiny_model_dir.name
+    assert app.model_title("fer-vgg16/fer-vgg16") == "fer-vgg16/fer-vgg16"  # a Hub id, as given
 
 
 def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,11 +182,12 @@ def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app.resolve_model_source() == expected
 
 
-def test_module_level_demo_is_built_from_fer_model(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
-    monkeypatch.setenv("FER_MODEL", str(tiny_model_dir))
-    monkeypatch.delitem(app.__dict__, "demo", raising=False)
-    assert type(app.demo).__name__ == "Blocks"
-    monkeypatch.delitem(app.__dict__, "demo")
+def test_module_level_demo_is_built_once_at_import() -> None:
+    """`demo` exists at import (Spaces, `gradio app.py`), around the model resolve_model_source() names."""
+    assert isinstance(app.demo, gr.Blocks) and app.MODEL_SOURCE == app.resolve_model_source()
+    header = next(block.value for block in app.demo.blocks.values() if isinstance(block, gr.Markdown))
+    assert f"Model: `{app.model_title(app.MODEL_SOURCE)}`" in header
+    assert [fn.api_name for fn in app.demo.fns.values() if fn.api_visibility == "public"] == ["predict"]
 
 
 def test_app_without_a_model_stops_with_instructions(tmp_path: Path) -> None:

@@ -52,3 +52,15 @@ def test_the_real_entry_point_enforces_the_upload_limit(server) -> None:
                           timeout=60)
     assert response.status_code == 413 and "maximum allowed size of 20971520 bytes" in response.text
     assert "Traceback" not in response.text and "/tmp" not in response.text
+
+
+def test_the_real_entry_point_builds_the_module_demo_with_its_guards(server, tiny_model_dir: Path) -> None:
+    """`python app.py --model FOLDER` serves the module-level demo: the folder's name in the header (not its path),
+    no route around the queue, unknown endpoints answered 404."""
+    config = httpx.get(f"{server.url}config", timeout=10).text
+    assert f"Model: `{tiny_model_dir.name}`" in config and str(tiny_model_dir.parent) not in config
+    response = httpx.post(f"{server.url}gradio_api/run/predict", json={"data": [None]}, timeout=30)
+    assert response.status_code == 404 and "join the queue" in response.text
+    response = httpx.post(f"{server.url}gradio_api/queue/join", json={"data": [], "fn_index": 99, "session_hash": "x"},
+                          timeout=30)
+    assert response.status_code == 404, response.text

@@ -6,6 +6,7 @@ go to tests/artifacts/browser_photo_tab.png and browser_live_tab.png (ignored by
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +32,13 @@ pytestmark = [pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at
 
 
 @pytest.fixture(scope="module")
-def url(tiny_model_dir: Path) -> Iterator[str]:
-    with launched_demo(EmotionRecognizer.from_pretrained(tiny_model_dir)) as demo:
+def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
+    return EmotionRecognizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def url(recognizer: EmotionRecognizer) -> Iterator[str]:
+    with launched_demo(recognizer) as demo:
         yield demo.local_url
 
 
@@ -69,9 +75,9 @@ def screenshot(page, name: str) -> Path:
     return ARTIFACTS / name
 
 
-def test_example_runs_and_shows_boxes_labels_and_probabilities(page, url: str, tiny_model_dir: Path) -> None:
-    labels = app.COLOURS.keys()  # the 7 FER2013 emotions of the random test model
-    expected = EmotionRecognizer.from_pretrained(tiny_model_dir).recognize(load_image(GROUP))["faces"]
+def test_example_runs_and_shows_boxes_labels_and_probabilities(page, recognizer: EmotionRecognizer) -> None:
+    labels = recognizer.labels  # the 7 FER2013 emotions of the random test model
+    expected = recognizer.recognize(load_image(GROUP))["faces"]
     astronaut_x, hopper_x = (str(face["box"][0]) for face in expected)  # left to right
     page.wait_for_selector("#photo")
     assert "FER-VGG16" in page.title()
@@ -94,13 +100,22 @@ def test_example_runs_and_shows_boxes_labels_and_probabilities(page, url: str, t
     assert screenshot(page, "browser_photo_tab.png").stat().st_size > 50_000
 
 
-def test_live_tab_streams_the_webcam_and_labels_the_face(page) -> None:
+def test_live_tab_streams_the_webcam_and_labels_the_face(page, recognizer: EmotionRecognizer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streams past the stream time limit: the browser queues again by itself and frames keep being analysed."""
+    analysed: list[float] = []
+    recognize = recognizer.recognize
+    monkeypatch.setattr(recognizer, "recognize", lambda image: analysed.append(time.monotonic()) or recognize(image))
     page.get_by_role("tab", name="Live").click()
     page.get_by_text("Click to Access Webcam").click()
     page.locator("#webcam button[aria-label='capture photo']").click()  # "Record": starts streaming
+    started = time.monotonic()
     page.wait_for_selector("#live-annotated img", timeout=60_000)
     page.wait_for_function("document.querySelector('#live-probabilities').innerText.includes('%')", timeout=60_000)
     live = page.inner_text("#live-probabilities")
-    assert all(label in live for label in app.COLOURS)
+    assert all(label in live for label in recognizer.labels)
     screenshot(page, "browser_live_tab.png")
+    time.sleep(max(0.0, started + app.LIVE_LIMIT_S + 3 - time.monotonic()))
+    assert [t for t in analysed if t > started + app.LIVE_LIMIT_S + 1], "the stream stopped at its time limit"
+    assert not page.locator(".toast-body").all_inner_texts()  # no error shown
     page.locator("#webcam button[aria-label='capture photo']").click()  # "Stop"

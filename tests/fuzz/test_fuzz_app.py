@@ -1,7 +1,8 @@
 """Fuzzing and hardening checks of the Space (app.py) on 127.0.0.1, through HTTP as a user or a script would.
 
 Damaged and random files go to the `predict` endpoint both through gradio_client (the real HTTP path: upload,
-queue, SSE) and, for more examples per second, through the function behind gr.api in-process. Every failure
+queue, SSE) and, for more examples per second, in-process: the endpoint's input component's preprocessing (the
+app's guard and loader) on a file in gradio's upload folder, then its function. Every failure
 must be a gradio error with a readable message (no server path, no stack trace) within 2 s, and the app
 must still answer a good photo afterwards. Also: decompression bombs over the API, the upload size limit
 and the queue limit over HTTP, internal errors, URLs and server paths sent instead of uploads, and that
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -20,17 +23,17 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
-from gradio import FileData
+from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app
-from tests.helpers.app_server import launched_demo
-from tests.helpers.network import free_port
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
+from tests.helpers.app_server import launched_demo
 from tests.helpers.fuzz_inputs import (
     BOMB_WRITERS,
     COUNTS,
@@ -45,11 +48,12 @@ from tests.helpers.fuzz_inputs import (
     record_counts,
 )
 from tests.helpers.image_files import ASTRONAUT
+from tests.helpers.network import free_port
 
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                   HealthCheck.function_scoped_fixture])
 SECRET_DIR = "client-side-folder-51c9"
-READABLE_PREFIXES = ("Cannot use this file: ", "No image received: ")
+READABLE_PREFIXES = ("Cannot use this file: ", "Not an uploaded image: ")
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
               pytest.mark.filterwarnings("ignore::UserWarning:PIL")]
@@ -84,10 +88,20 @@ def upload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def predict_fn(demo: gr.Blocks):
-    """The function gr.api registered as `predict`, called in-process (no HTTP)."""
-    (fn,) = [block_fn.fn for block_fn in demo.fns.values() if block_fn.api_name == "predict"]
-    return fn
+def predict_in_process(demo: gr.Blocks, payload: dict) -> dict:
+    """The `predict` endpoint without HTTP: its input component's preprocessing, then its function."""
+    (block_fn,) = [fn for fn in demo.fns.values() if fn.api_name == "predict"]
+    (component,) = block_fn.inputs
+    return block_fn.fn(component.preprocess(ImageData(**payload)))
+
+
+@pytest.fixture(scope="module")
+def received_dir() -> Iterator[Path]:
+    """A folder inside gradio's upload folder: where the server finds what it received."""
+    folder = Path(get_upload_folder()) / f"fuzz-{os.getpid()}" / SECRET_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def assert_answers_a_good_photo(client: Client) -> None:
@@ -128,16 +142,16 @@ def test_predict_over_http_on_damaged_and_random_files(client: Client, recognize
 @settings(max_examples=300, **FUZZ)
 @given(file=fuzz_inputs(max_side=600))
 def test_predict_in_process_on_damaged_and_random_files(demo: gr.Blocks, recognizer: EmotionRecognizer,
-                                                        upload_dir: Path, file: FuzzFile) -> None:
-    COUNTS["app in-process (the gr.api function): damaged files / random bytes"] += 1
-    path = upload_dir / f"inproc.{file.fmt.lower()}"
+                                                        received_dir: Path, file: FuzzFile) -> None:
+    COUNTS["app in-process (predict's preprocessing + function): damaged files / random bytes"] += 1
+    path = received_dir / f"inproc.{file.fmt.lower()}"
     path.write_bytes(file.data)
     start = time.perf_counter()
     try:
-        result = predict_fn(demo)(FileData(path=str(path)))
+        result = predict_in_process(demo, {"path": str(path)})
     except gr.Error as error:
-        assert error.message.startswith(READABLE_PREFIXES), error.message
-        assert_user_readable(error.message, upload_dir, SECRET_DIR)
+        assert error.message.startswith(READABLE_PREFIXES[0]), error.message
+        assert_user_readable(error.message, received_dir, SECRET_DIR)
         assert file.damage != "intact", error.message
     else:
         check_schema(result, recognizer.labels, load_image(path).size)
@@ -208,8 +222,8 @@ def test_urls_are_not_fetched(demo: gr.Blocks, client: Client) -> None:
         with pytest.raises(AppError) as caught:
             client.predict(handle_file(url), api_name="/predict")
         assert_user_readable(str(caught.value))
-        with pytest.raises(gr.Error, match="No image received"):
-            predict_fn(demo)({"path": None, "url": url})
+        with pytest.raises(gr.Error, match="Not an uploaded image"):
+            predict_in_process(demo, {"path": None, "url": url})
     finally:
         server.shutdown()
         server.server_close()
