@@ -106,12 +106,15 @@ def calibration(dataset: str | None, config: "object") -> "object":
     """Real training faces when a dataset is given (what the release uses), else random inputs."""
     import torch
 
+    from fer_model.configuration import input_size
+
     if dataset:
         from fer_model.__main__ import calibration_batch
         from fer_model.onnx_runtime import CALIBRATION_SAMPLES
 
         return calibration_batch(dataset, config, CALIBRATION_SAMPLES)
-    return torch.randn(256, 3, config.image_size, config.image_size).numpy()
+    side = input_size(config)  # the crop a crop-trained model takes
+    return torch.randn(256, 3, side, side).numpy()
 
 
 def accuracy(model_dir: str, dataset: str, onnx: Path | None) -> float:
