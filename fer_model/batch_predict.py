@@ -4,7 +4,9 @@ Each image is read and its faces found one at a time (only the face crops are ke
 consecutive images go through the model together (`EmotionRecognizer.recognize_many`, 64 faces a forward
 pass), so a folder of one-face photos costs one forward per 64 photos, not one per photo. The results are
 those of `recognize()` per image. Output: one JSON line per image on stdout (as for a single image), or
-`--jsonl FILE`, and/or `--csv FILE` (one row per face, CSV_COLUMNS). Output files are written beside their
+`--jsonl FILE`, and/or `--csv FILE` (one row per face, CSV_COLUMNS then the 7 probabilities; an image without
+a face gives one row for the whole image, face_found False and the box 0, 0, width, height, classified as a
+face crop as the recognizer does). Unreadable files have no row. Output files are written beside their
 destination under a temporary name and renamed into place at the end, so a file that exists is complete.
 
 An input that cannot be read (not an image, truncated, missing, a pattern that matches nothing, a folder
@@ -61,7 +63,10 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
             if not matches:
                 inputs.entries.append((argument, "no file matches this pattern"))
             for match in matches:
-                _add_folder(inputs, match) if os.path.isdir(match) else inputs.entries.append((match, None))
+                if os.path.isdir(match):
+                    _add_folder(inputs, match)
+                else:
+                    inputs.entries.append((match, None))
     return inputs
 
 
