@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", default=None, help="write one row per face to this CSV file (stdout then stays "
                          "empty: add --jsonl FILE for the JSON lines too)")
     predict.add_argument("--jsonl", default=None, help="write the JSON lines to this file instead of stdout")
-    predict.add_argument("--batch_size", type=int, default=FACES_PER_FORWARD, help="faces per forward pass, "
-                         "gathered across images")
+    predict.add_argument("--batch_size", type=int, default=FACES_PER_FORWARD, help="model inputs per forward pass "
+                         "(faces x TTA views), gathered across images")
     predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = predict.add_mutually_exclusive_group()

@@ -1,8 +1,8 @@
 """`python -m fer_model predict` over many images: files, folders (recursively) and glob patterns.
 
 Each image is read and its faces found one at a time (only the face crops are kept); the faces of
-consecutive images go through the model together (`EmotionRecognizer.recognize_many`, 64 faces a forward
-pass), so a folder of one-face photos costs one forward per 64 photos, not one per photo. The results are
+consecutive images go through the model together (`EmotionRecognizer.recognize_many`, 32 faces a forward
+pass by default), so a folder of one-face photos costs one forward per 32 photos, not one per photo. The results are
 those of `recognize()` per image. Output: one JSON line per image on stdout (as for a single image), or
 `--jsonl FILE`, and/or `--csv FILE` (one row per face, CSV_COLUMNS then the 7 probabilities; an image without
 a face gives one row for the whole image, face_found False and the box 0, 0, width, height, classified as a

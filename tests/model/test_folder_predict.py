@@ -82,6 +82,9 @@ def test_recognize_many_runs_one_forward_per_batch_of_faces(photos: list[Image.I
     list(recognizer.recognize_many(photos * 2, batch_size=4))  # faces (or whole images) 1, 2, 1, 4, 1, 1 twice
     # a forward once 4 are waiting: 1+2+1 | 4 | 1+1+1+2 | 1+4 | 1+1 at the end (20 in 5 forwards, not 12)
     assert sizes == [4, 4, 5, 5, 2]
+    recognizer.tta, sizes[:] = "flip", []  # a face is 2 model inputs: 1+2 | 1+4 | 1+1, each doubled
+    list(recognizer.recognize_many(photos, batch_size=4))
+    assert sizes == [6, 10, 4]
 
 
 @pytest.fixture
