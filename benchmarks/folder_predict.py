@@ -62,6 +62,7 @@ def model_folder(target: Path, source: str | None, dataset: str | None) -> Path:
     import torch
 
     from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
+    from fer_model.configuration import input_size
     from fer_model.loading import load_model
     from fer_model.onnx_runtime import CALIBRATION_SAMPLES, INT8_FILENAME, export_onnx
 
@@ -77,7 +78,8 @@ def model_folder(target: Path, source: str | None, dataset: str | None) -> Path:
 
         faces = calibration_batch(dataset, model.config, CALIBRATION_SAMPLES)
     else:
-        faces = torch.rand(256, 3, model.config.image_size, model.config.image_size).numpy()
+        side = input_size(model.config)  # a crop-trained model takes its crop
+        faces = torch.rand(256, 3, side, side).numpy()
     export_onnx(model, target / INT8_FILENAME, calibration=faces)
     return target
 
@@ -87,8 +89,8 @@ def cli(arguments: list[str]) -> tuple[float, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("FER_ONNX", None)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "fer_model", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-m", "fer_model", *arguments], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"python -m fer_model {' '.join(arguments)} failed: {done.stderr[-2000:]}")
