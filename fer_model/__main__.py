@@ -1,5 +1,5 @@
-"""Command line: `python -m fer_model predict IMG... [--model X] [--onnx F | --no-onnx]`, `evaluate ...`,
-`export-onnx ...`, `calibrate --model DIR --dataset SRC`."""
+"""Command line: `python -m fer_model predict IMG|FOLDER|GLOB... [--model X] [--onnx F | --no-onnx] [--csv FILE]
+[--jsonl FILE]`, `evaluate ...`, `export-onnx ...`, `calibrate --model DIR --dataset SRC`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from .image_processing import TTA_MODES
 from .loading import DEFAULT_MODEL_ID
 from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
+from .recognizer import FACES_PER_FORWARD
 
 DEFAULT_SHOW_WARNING = warnings.showwarning
 
@@ -21,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     predict = commands.add_parser("predict", help="faces and emotions in images, one JSON line per image")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("images", nargs="+", help="image files, folders (every image file under them) or glob "
+                         "patterns (quoted; ** for any depth)")
+    predict.add_argument("--csv", default=None, help="write one row per face to this CSV file (stdout then stays "
+                         "empty: add --jsonl FILE for the JSON lines too)")
+    predict.add_argument("--jsonl", default=None, help="write the JSON lines to this file instead of stdout")
+    predict.add_argument("--batch_size", type=int, default=FACES_PER_FORWARD, help="model inputs per forward pass "
+                         "(faces x TTA views), gathered across images")
     predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = predict.add_mutually_exclusive_group()
@@ -59,16 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print one JSON object per image; unreadable files are reported on stderr and give exit code 2.
+    """Results per image (fer_model.batch_predict); unreadable inputs are reported on stderr and give exit code 2.
 
     A model that cannot be loaded is reported on stderr (with how to point at another) and gives exit code 1.
     """
-    from .images import ImageLoadError, load_image
+    from . import batch_predict
     from .onnx_runtime import onnx_choice
     from .recognizer import EmotionRecognizer
 
     from transformers.utils import logging as transformers_logging
 
+    problem = batch_predict.check_output_paths(args) or (
+        f"--batch_size {args.batch_size}: must be >= 1" if args.batch_size < 1 else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
         recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
@@ -76,16 +88,7 @@ def run_predict(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:  # ValueError: an ONNX file that belongs to other weights
         print(f"error: {error}", file=sys.stderr)
         return 1
-    status = 0
-    for path in args.images:
-        try:
-            image = load_image(path)
-        except ImageLoadError as error:
-            print(f"{path}: {error}", file=sys.stderr)
-            status = 2
-            continue
-        print(json.dumps({"file": path, **recognizer.recognize(image)}))
-    return status
+    return batch_predict.run(args, recognizer)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

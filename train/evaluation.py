@@ -1,6 +1,6 @@
 """Evaluation inside a training run: validation metrics over a prepared loader (gather_for_metrics, so
 every sample counts once over N processes) for every candidate (raw weights, EMA), and the test of the
-best model as saved, with the recipe's TTA.
+best model as saved: its temperature fitted (train/calibrate.py), then the recipe's TTA.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from fer_model import FerConfig, FerForImageClassification
 from fer_model.evaluation import classification_report, confusion_matrix, predict_logits
+from train.calibrate import calibrate_best_model
 from train.recipe import Recipe
 
 
@@ -58,15 +59,41 @@ def without_compile(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+@torch.no_grad()
+def gather_logits(accelerator: Accelerator, model: FerForImageClassification, loader: DataLoader, config: FerConfig,
+                  channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """UNCALIBRATED float32 logits (no TTA) and labels of a prepared loader, on the CPU; gather_for_metrics: every
+    sample exactly once, in the same order on every process."""
+    model.eval()
+    logits, labels = [], []
+    for images, batch_labels in loader:
+        with accelerator.autocast():
+            batch = predict_logits(model.uncalibrated_logits, images, config, channels_last=channels_last)
+        batch, batch_labels = accelerator.gather_for_metrics((batch.float(), batch_labels))
+        logits.append(batch.cpu())
+        labels.append(batch_labels.cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
 def evaluate_best_model(accelerator: Accelerator, output_dir: Path, recipe: Recipe, val_loader: DataLoader,
                         test_loader: DataLoader, config: FerConfig) -> dict[str, Any]:
-    """Test metrics of the best model reloaded from disk (exactly what gets published), with the recipe's TTA."""
+    """Test metrics of the best model reloaded from disk (exactly what gets published); its temperature fitted
+    on validation and written into its config.json; then the recipe's TTA, of the calibrated model.
+
+    The test figures come from the uncalibrated logits' argmax, which dividing by T leaves unchanged; TTA
+    averages probabilities, so it is measured with T, as the published folder serves it.
+    """
     accelerator.wait_for_everyone()
     if not (output_dir / "config.json").is_file():
         raise FileNotFoundError(f"no best model in {output_dir}: was the run resumed into another --output_dir?")
     best = FerForImageClassification.from_pretrained(output_dir).to(accelerator.device)
     best = best.to(memory_format=torch.channels_last) if recipe.channels_last else best
-    test, _ = evaluate(accelerator, best, test_loader, config, channels_last=recipe.channels_last)
+    validation, (test_logits, test_labels) = (gather_logits(accelerator, best, loader, config, recipe.channels_last)
+                                              for loader in (val_loader, test_loader))
+    confusion = confusion_matrix(test_labels, test_logits.argmax(-1), config.num_labels)
+    test = classification_report(confusion, [config.id2label[i] for i in range(config.num_labels)])
+    calibration = calibrate_best_model(accelerator, output_dir, validation, (test_logits, test_labels))
+    best.config.temperature = calibration["temperature"]
     tta_results = {}
     if recipe.tta != "none":  # validation figures too, so the TTA choice can be made on validation
         tta_test, _ = evaluate(accelerator, best, test_loader, config, recipe.tta, recipe.channels_last)
@@ -77,4 +104,4 @@ def evaluate_best_model(accelerator: Accelerator, output_dir: Path, recipe: Reci
     accelerator.print(f"test: accuracy {test['accuracy']:.4f} macro_f1 {test['macro_f1']:.4f} "
                       f"({test['num_samples']} samples)"
                       + "".join(f", {m} TTA accuracy {r['accuracy']:.4f}" for m, r in tta_results.items()))
-    return {"split": "test", **test, "tta": tta_results}
+    return {"split": "test", **test, "tta": tta_results, "calibration": calibration}

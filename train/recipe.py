@@ -161,8 +161,13 @@ class RunOptions:
         "help": "write a resume checkpoint every N epochs (and always after the last one)"})
     report_to: Literal["none", "tensorboard"] = field(default="none", metadata={
         "help": "experiment tracker (logs under OUTPUT_DIR/logs)"})
+    export_int8: bool = field(default=False, metadata={
+        "help": "also write the fingerprinted int8 model_int8.onnx (as `python -m fer_model export-onnx --int8`), "
+                "which the recognizer, CLI and app then serve by default"})
     push_to_hub: bool = field(default=False, metadata={"help": "upload the model folder to the Hub at the end"})
-    hub_model_id: str | None = field(default=None, metadata={"help": "repo id (default: the output folder's name)"})
+    hub_model_id: str | None = field(default=None, metadata={
+        "help": "repo id the card names and --push_to_hub uploads to (default: the project's model for the card; "
+                "the output folder's name under your account when pushing)"})
     hub_private: bool = field(default=False, metadata={"help": "create the Hub repo as private"})
 
     def __post_init__(self) -> None:

@@ -10,8 +10,9 @@ data (decoded once to uint8 tensors; train stays on the device, train/batches.py
 (batched on-device augmentation, each process on its own shard; optional EMA of the weights, train/ema.py;
 validation through gather_for_metrics of every candidate, the raw weights and the EMA, keeping the better;
 the best-validation model saved with save_pretrained into --output_dir; accelerate's save_state under
-checkpoints/ for resuming, train/checkpoints.py) -> test of the best model -> metrics.json, confusion
-matrix, model card, optional push (train/publish.py).
+checkpoints/ for resuming, train/checkpoints.py) -> test of the best model, its temperature fitted on
+validation (train/calibrate.py) -> metrics.json, confusion matrix, reliability diagram, optional int8 ONNX
+(--export_int8), model card, optional push (train/publish.py).
 `--batch_size` is per process, as in accelerate's examples: N processes train on N x batch_size per step.
 No step waits for the host: the loss is summed on the device and read once per epoch. Validation runs the
 model without torch.compile (one compiled training graph, no recompiles for eval mode or its batch sizes).
@@ -49,7 +50,7 @@ from train.checkpoints import load_checkpoint, project_configuration, resume_che
 from train.ema import EMAModel  # noqa: E402
 from train.evaluation import evaluate_best_model, validate, without_compile  # noqa: E402
 from train.optim import build_optimizer, build_scheduler, stepped_per_epoch  # noqa: E402
-from train.publish import save_best_model, write_model_folder  # noqa: E402
+from train.publish import export_int8, int8_calibration_faces, save_best_model, write_model_folder  # noqa: E402
 from train.recipe import Recipe, RunOptions, parse_args  # noqa: E402
 
 PROJECT_NAME = "fer-vgg16"
@@ -155,8 +156,10 @@ def train_one_epoch(accelerator: Accelerator, model: torch.nn.Module, step: Call
     return total_loss / total_seen, total_seen / seconds, seconds
 
 
-def load_splits(accelerator: Accelerator, options: RunOptions, seed: int) -> tuple[dict[str, tuple], list[str]]:
-    """Every split decoded once to (uint8 images, labels); a seeded subset when --max_*_samples is given."""
+def load_splits(accelerator: Accelerator, options: RunOptions, seed: int,
+                ) -> tuple[dict[str, tuple], list[str], torch.Tensor | None]:
+    """Every split decoded once to (uint8 images, labels); a seeded subset when --max_*_samples is given. And
+    with --export_int8, the uint8 training faces that calibrate it (of the whole train split)."""
     with accelerator.main_process_first():
         data = load_fer2013(options.dataset, image_column=options.image_column, label_column=options.label_column,
                             skip_bad_rows=options.skip_bad_rows)
@@ -165,7 +168,8 @@ def load_splits(accelerator: Accelerator, options: RunOptions, seed: int) -> tup
     splits = {name: split_to_tensors(data[name] if limit is None or limit >= len(data[name])
                                      else data[name].shuffle(seed=seed).select(range(limit)))
               for name, limit in limits.items()}
-    return splits, data["train"].features["label"].names
+    int8_faces = int8_calibration_faces(data["train"]) if options.export_int8 else None
+    return splits, data["train"].features["label"].names, int8_faces
 
 
 def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> dict[str, Any]:
@@ -180,7 +184,7 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     if ignored_freeze:
         accelerator.print(f"note: freeze_until={ignored_freeze} ignored: training from scratch (--no-pretrained)")
     set_seed(recipe.seed)
-    splits, label_names = load_splits(accelerator, options, recipe.seed)
+    splits, label_names, int8_faces = load_splits(accelerator, options, recipe.seed)
     with accelerator.main_process_first():  # one ImageNet download, then the others read the cache
         model = build_model(recipe, label_names, backbone_init(recipe, options), accelerator.device)
     config = model.config
@@ -229,6 +233,8 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state.state_dict()}
     metrics = evaluate_best_model(accelerator, output_dir, recipe, val_loader, test_loader, config)
+    if options.export_int8:
+        metrics["int8"] = export_int8(accelerator, output_dir, int8_faces, splits["test"])
     metrics["validation"] = {k: getattr(state, k) for k in ("best_accuracy", "best_epoch", "best_model", "history")}
     metrics["training"] = training_summary(accelerator, recipe, state, splits, run_start)
     if accelerator.is_main_process:

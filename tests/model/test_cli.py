@@ -1,4 +1,6 @@
-"""`python -m fer_model predict IMG... --model X`: one JSON line per readable image, exit code 2 otherwise."""
+"""`python -m fer_model predict IMG... --model X`: one JSON line per readable image, exit code 2 otherwise.
+
+Folders, globs, CSV and batching across images: test_folder_predict.py."""
 
 from __future__ import annotations
 
@@ -32,10 +34,11 @@ def test_unreadable_files_are_reported_and_exit_2(tiny_model_dir: Path, tmp_path
     assert main(["predict", *paths, str(ASTRONAUT), "--model", str(tiny_model_dir)]) == 2
     out, err = capsys.readouterr()
     assert [json.loads(line)["file"] for line in out.splitlines()] == [str(ASTRONAUT)]  # the good one still runs
-    messages = err.splitlines()
+    *messages, summary = err.splitlines()
     assert len(messages) == len(files)
     for message, (path, phrase) in zip(messages, files.values(), strict=True):
         assert message.startswith(f"{path}: ") and phrase in message
+    assert summary == f"predict: 1 image(s) read, 1 face(s) found; {len(files)} input(s) could not be read"
 
 
 def test_missing_model_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -52,5 +55,6 @@ def test_module_entry_point(tiny_model_dir: Path) -> None:
     assert done.returncode == 2
     (line,) = done.stdout.splitlines()
     assert json.loads(line)["face_found"] is True
-    assert done.stderr.strip() == f"{REPO / 'README.md'}: this is not an image file that can be read " \
-                                  "(use JPEG, PNG, WebP, GIF, BMP or TIFF)"
+    assert done.stderr.splitlines() == [
+        f"{REPO / 'README.md'}: this is not an image file that can be read (use JPEG, PNG, WebP, GIF, BMP or TIFF)",
+        "predict: 1 image(s) read, 1 face(s) found; 1 input(s) could not be read"]

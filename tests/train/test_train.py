@@ -1,4 +1,5 @@
-"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, card, a SIGKILL and resume.
+"""train/train.py on tiny synthetic data (CPU, offline): the model folder, metrics, calibration, card, a SIGKILL
+and resume.
 
 The recipe options end to end and the push are in test_train_options.py, the 2-process run in test_train_ddp.py;
 batched augmentation in test_train_augment.py; each option's effect on small tensors in test_train_recipe.py
@@ -28,11 +29,15 @@ from PIL import Image as PILImage
 from safetensors.torch import load_file
 
 from fer_model import FER2013_LABELS, FerForImageClassification, FerImageProcessor
+from fer_model.calibration import fit_temperature, negative_log_likelihood
+from fer_model.data import load_fer2013
+from fer_model.evaluation import split_logits
+from fer_model.loading import DEFAULT_MODEL_ID
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
 from tests.helpers.train_runs import QUICK
 from train import train as train_script
-from train.checkpoints import CheckpointError
+from train.checkpoints import BEST_MODEL_DIR, CheckpointError, verify_checkpoint
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -123,8 +128,11 @@ def test_cli_run_prints_one_summary_line_per_epoch(cli_run: tuple[Path, str]) ->
 def test_cli_run_writes_a_loadable_model_folder(cli_run: tuple[Path, str]) -> None:
     output_dir, _ = cli_run
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.json",
-                 "confusion_matrix.png", "train_config.yaml", "configuration.py", "modeling.py", "image_processing.py"):
+                 "confusion_matrix.png", "reliability_diagram.png", "train_config.yaml", "configuration.py",
+                 "modeling.py", "image_processing.py"):
         assert (output_dir / name).is_file(), name
+    assert not (output_dir / "model_int8.onnx").exists()  # --export_int8 is off by default
+    assert not list(output_dir.glob(".*")), "a staging or temporary file was left behind"
     model = FerForImageClassification.from_pretrained(output_dir).eval()
     processor = FerImageProcessor.from_pretrained(output_dir)
     assert model.config.image_size == processor.image_size == 32
@@ -169,13 +177,62 @@ def test_cli_run_card_holds_the_metrics(cli_run: tuple[Path, str]) -> None:
     assert accuracy.task_type == "image-classification"
     assert accuracy.metric_value == metrics["accuracy"]
     assert card.data.eval_results[1].metric_value == metrics["macro_f1"]
-    assert card.data.model_name == "fer-tiny-model" and card.data.pipeline_tag == "image-classification"
+    # no --hub_model_id: named as the project's model, never as the output folder ("fer-tiny-model")
+    assert card.data.model_name == DEFAULT_MODEL_ID and card.data.pipeline_tag == "image-classification"
     text = card.text
+    assert f"# {DEFAULT_MODEL_ID}\n" in text and f'model="{DEFAULT_MODEL_ID}"' in text
+    assert 'model="fer-tiny-model"' not in text
+    calibration = metrics["calibration"]
+    assert "## Calibration" in text and "](reliability_diagram.png)" in text
+    assert f"T = {calibration['temperature']:.3f}" in text
+    assert (f"| {calibration['test']['ece_before']:.4f} | {calibration['test']['ece_after']:.4f} |" in text
+            and f"| {calibration['test']['nll_before']:.4f} | {calibration['test']['nll_after']:.4f} |" in text)
     assert "](confusion_matrix.png)" in text
     assert "python train/train.py --cpu --no-pretrained" in text and "--tta flip" in text
     assert f"| accuracy | {metrics['accuracy']:.4f} |" in text
     assert "surveillance" in text and "hiring" in text and "any decision about a person" in text
     assert "Dataset bias" in text
+
+
+def test_cli_run_fits_the_temperature_on_validation_and_writes_it(cli_run: tuple[Path, str],
+                                                                   dataset_dir: str) -> None:
+    """The temperature in config.json is the one fitted on the published model's validation logits (recomputed
+    here, in one process, from the folder); it lowers validation NLL; metrics.json and the diagram report it."""
+    output_dir, stdout = cli_run
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    calibration = metrics["calibration"]
+    temperature = json.loads((output_dir / "config.json").read_text())["temperature"]
+    assert temperature == calibration["temperature"] != 1.0
+    assert FerForImageClassification.from_pretrained(output_dir).config.temperature == temperature
+    model = FerForImageClassification.from_pretrained(output_dir).eval()  # split_logits: its uncalibrated logits
+    splits = load_fer2013(dataset_dir, splits=("validation", "test"))
+    validation, test = (split_logits(model, splits[name]) for name in ("validation", "test"))
+    assert fit_temperature(*validation) == pytest.approx(temperature, rel=1e-6)
+    for name, (logits, labels) in (("validation", validation), ("test", test)):
+        report = calibration[name]
+        assert report["num_samples"] == SIZES[name]
+        assert report["nll_before"] == pytest.approx(negative_log_likelihood(logits, labels), rel=1e-5)
+        assert report["nll_after"] == pytest.approx(negative_log_likelihood(logits, labels, temperature), rel=1e-5)
+    assert calibration["validation"]["nll_after"] < calibration["validation"]["nll_before"]
+    assert calibration["bins"] == 15 and calibration["reliability_diagram"] == "reliability_diagram.png"
+    assert PILImage.open(output_dir / "reliability_diagram.png").size[0] > 300
+    assert f"calibration: temperature {temperature:.4f}" in stdout
+
+
+def test_calibration_leaves_the_test_accuracy_as_it_was(cli_run: tuple[Path, str], dataset_dir: str) -> None:
+    """Dividing the logits by T keeps every argmax: the uncalibrated logits' accuracy (calibration's "test"), the
+    metrics.json figures and `python -m fer_model evaluate` of the calibrated folder are the same."""
+    from fer_model.__main__ import main as cli
+
+    output_dir, _ = cli_run
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["calibration"]["test"]["accuracy"] == metrics["accuracy"]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert cli(["evaluate", "--model", str(output_dir), "--dataset", dataset_dir, "--split", "test"]) == 0
+    result = json.loads(buffer.getvalue())
+    assert (result["accuracy"], result["confusion_matrix"], result["per_class"]) == (
+        metrics["accuracy"], metrics["confusion_matrix"], metrics["per_class"])
 
 
 def test_evaluate_cli_reproduces_the_training_test_metrics(cli_run: tuple[Path, str], dataset_dir: str) -> None:
@@ -220,6 +277,20 @@ def test_resumed_run_finishes_exactly_like_the_uninterrupted_one(cli_run: tuple[
     b = torch.load(resumed_dir / last / "custom_checkpoint_1.pkl", weights_only=True)
     assert int(a["n_averaged"]) == 2 * 2 and all(torch.equal(a[key], b[key]) for key in a), "EMA differs"
     assert [p.name for p in (resumed_dir / "checkpoints").iterdir()] == ["checkpoint_2"]  # total_limit 1
+
+
+def test_writing_the_temperature_keeps_the_checkpoints_valid(cli_run: tuple[Path, str], resumed_run: dict,
+                                                            killed_run: dict) -> None:
+    """config.json is replaced (os.replace) after the last checkpoint hard-linked it: the checkpoint keeps the
+    content its manifest recorded (the uncalibrated config), and still verifies."""
+    for output_dir in (cli_run[0], killed_run["output_dir"]):
+        checkpoint = output_dir / "checkpoints" / "checkpoint_2"
+        verify_checkpoint(checkpoint)  # raises CheckpointError naming a changed file
+        saved = json.loads((checkpoint / BEST_MODEL_DIR / "config.json").read_text())
+        published = json.loads((output_dir / "config.json").read_text())
+        assert saved["temperature"] == 1.0 != published["temperature"]
+        assert {k: v for k, v in saved.items() if k != "temperature"} == {
+            k: v for k, v in published.items() if k != "temperature"}
 
 
 def test_truncated_checkpoint_is_reported_by_name(resumed_run: dict, killed_run: dict, dataset_dir: str,

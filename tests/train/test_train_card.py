@@ -1,21 +1,30 @@
-"""The model card and the classification report, from figures (no training)."""
+"""The model card and the classification report, from figures (no training); the name write_model_folder
+gives the card, with and without a push."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from huggingface_hub import HfApi, ModelCard, RepoUrl
+
+from fer_model import DEFAULT_MODEL_ID
 from fer_model.card import render_model_card
 from fer_model.evaluation import classification_report
+from train.publish import write_model_folder
 from train.recipe import Recipe
 
 
+def run_metrics() -> dict:
+    return {**classification_report([[5, 1], [2, 4]], ["happy", "sad"]), "tta": {},
+            "validation": {"best_accuracy": 0.7, "best_epoch": 3, "history": []},
+            "training": {"epochs_completed": 20, "num_processes": 8, "device": "cuda", "mixed_precision": "bf16",
+                         "train_samples": 28709, "validation_samples": 3589, "test_samples": 3589,
+                         "images_per_second": 9000.0, "train_time_s": 300.0}}
+
+
 def test_card_of_an_imagenet_fine_tune_names_the_base_model_and_hub_dataset() -> None:
-    confusion = [[5, 1], [2, 4]]
-    metrics = {**classification_report(confusion, ["happy", "sad"]), "tta": {},
-               "validation": {"best_accuracy": 0.7, "best_epoch": 3, "history": []},
-               "training": {"epochs_completed": 20, "num_processes": 8, "device": "cuda", "mixed_precision": "bf16",
-                            "train_samples": 28709, "validation_samples": 3589, "test_samples": 3589,
-                            "images_per_second": 9000.0, "train_time_s": 300.0}}
+    metrics = run_metrics()
     card = render_model_card(metrics, model_name="you/fer-vgg16", dataset="fer-vgg16/fer2013",
                              command="python train/train.py --config train/configs/seed.yaml",
                              recipe={**vars(Recipe())}, preset="train/configs/seed.yaml")
@@ -37,3 +46,24 @@ def test_classification_report_matches_hand_computed_figures() -> None:
     assert (c["precision"], c["recall"], c["f1"], c["support"]) == (0.0, 0.0, 0.0, 0)
     f1_a, f1_b = 2 * 0.75 / 1.75, 2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)
     assert report["macro_f1"] == pytest.approx((f1_a + f1_b + 0.0) / 3)
+
+
+@pytest.mark.parametrize(("hub_model_id", "push", "expected"), [
+    (None, False, DEFAULT_MODEL_ID),  # a local run: the project's model, not "cpu36"
+    ("you/fer-vgg16-v2", False, "you/fer-vgg16-v2"),
+    (None, True, "you/cpu36"),  # pushed without an id: the repo created for it, under the account
+])
+def test_the_folder_card_names_the_hub_model_never_the_local_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     hub_model_id: str | None, push: bool,
+                                                                     expected: str) -> None:
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(repo_id) or RepoUrl(
+        f"https://huggingface.co/you/{repo_id}"))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, *, repo_id, **kw: calls.append(f"upload {repo_id}"))
+    output_dir = tmp_path / "cpu36"
+    output_dir.mkdir()
+    write_model_folder(output_dir, run_metrics(), {**vars(Recipe())}, dataset="../shared/fer2013", preset=None,
+                       argv=["--output_dir", str(output_dir)], num_processes=1, hub_model_id=hub_model_id, push=push)
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.model_name == expected and f'model="{expected}"' in card.text and 'model="cpu36"' not in card.text
+    assert calls == (["cpu36", "upload you/cpu36"] if push else [])

@@ -2,7 +2,8 @@
 
 `accelerate launch --cpu --num_processes 2` would start a single process; `--multi_gpu` on a machine
 without GPUs starts two CPU processes (MULTI_CPU). The test checks that both ran and that evaluation
-counted every validation and test sample exactly once despite the uneven split over two processes.
+counted every validation and test sample exactly once despite the uneven split over two processes, the
+temperature fit included (one config.json and diagram written, the same T used by both processes).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from huggingface_hub import ModelCard
 
-from fer_model import FER2013_LABELS
+from fer_model import FER2013_LABELS, FerForImageClassification
+from fer_model.__main__ import main as fer_model_cli
+from fer_model.calibration import fit_temperature
+from fer_model.data import load_fer2013
+from fer_model.evaluation import split_logits
 from tests.helpers.network import free_port
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import split_arrays, write_hub_folder
@@ -24,7 +30,7 @@ from tests.helpers.tiny_fer import split_arrays, write_hub_folder
 SIZES = {"train": 29, "validation": 15, "test": 13}  # odd sizes: the processes get uneven eval shards
 
 
-def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path) -> None:
+def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     dataset = write_hub_folder(tmp_path / "data", SIZES)
     output_dir = tmp_path / "out"
     command = [
@@ -33,7 +39,7 @@ def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path) -> None:
         "--main_process_port", str(free_port()),
         "train/train.py", "--cpu", "--no-pretrained", "--dataset", str(dataset), "--epochs", "2",
         "--optimizer", "adam", "--lr", "1e-3", "--batch_size", "4", "--eval_batch_size", "4", "--image_size", "32",
-        "--ema_decay", "0.5", "--mixup_alpha", "0.4", "--output_dir", str(output_dir),
+        "--ema_decay", "0.5", "--mixup_alpha", "0.4", "--tta", "flip", "--output_dir", str(output_dir),
     ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -61,3 +67,21 @@ def test_two_process_cpu_run_counts_every_sample_once(tmp_path: Path) -> None:
     assert card.data.eval_results[0].metric_value == metrics["accuracy"]
     assert "accelerate launch --multi_gpu --num_processes 2 train/train.py --cpu" in card.text
     assert (output_dir / "model.safetensors").is_file() and (output_dir / "confusion_matrix.png").is_file()
+
+    # calibration: fitted on the 15 gathered validation logits (each once: the same fit from the folder here, in
+    # one process), written once by the main process (one line, no temporary file left), and the same T used
+    # by both processes for the flip-TTA test, which a single-process evaluation of the folder reproduces
+    calibration = metrics["calibration"]
+    assert (calibration["validation"]["num_samples"], calibration["test"]["num_samples"]) == (
+        SIZES["validation"], SIZES["test"])
+    temperature = json.loads((output_dir / "config.json").read_text())["temperature"]
+    assert temperature == calibration["temperature"]
+    model = FerForImageClassification.from_pretrained(output_dir).eval()
+    validation = load_fer2013(str(dataset), splits=("validation",))["validation"]
+    assert fit_temperature(*split_logits(model, validation)) == pytest.approx(temperature, rel=1e-6)
+    assert result.stdout.count("calibration: temperature") == 1
+    assert (output_dir / "reliability_diagram.png").is_file() and not list(output_dir.glob(".*"))
+    assert calibration["test"]["accuracy"] == metrics["accuracy"]
+    capsys.readouterr()
+    assert fer_model_cli(["evaluate", "--model", str(output_dir), "--dataset", str(dataset), "--tta", "flip"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == metrics["tta"]["flip"]["accuracy"]

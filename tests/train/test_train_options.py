@@ -1,20 +1,31 @@
-"""train/train.py's recipe options together in one run, stopped and resumed, then pushed (checked at HfApi);
-the default ImageNet init offline."""
+"""train/train.py's recipe options together in one run, stopped and resumed, its int8 ONNX file written, then
+pushed (checked at HfApi); the int8 calibration faces; the default ImageNet init offline."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState
 from huggingface_hub import ModelCard
+from PIL import Image as PILImage
 from safetensors.torch import load_file
 
+from fer_model import EmotionRecognizer, FerConfig
+from fer_model.__main__ import calibration_batch
+from fer_model.data import load_fer2013, split_to_tensors
+from fer_model.evaluation import evaluate_folder
+from fer_model.image_processing import gray_to_pixel_values
+from fer_model.onnx_runtime import CALIBRATION_SAMPLES, OnnxClassifier, check_belongs
+from tests.helpers.image_files import ASTRONAUT
 from tests.helpers.tiny_fer import write_hub_folder
 from tests.helpers.train_runs import QUICK
 from train import train as train_script
+from train.publish import int8_calibration_faces
 
 
 @pytest.fixture
@@ -27,7 +38,7 @@ def in_process():
 def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypatch) -> None:
     """vgg16_bn, a wider head, dropout, the plateau schedule, gradient clamping, label smoothing, MixUp, the
     resized crop, random-area erasing, drop_last and EMA in one run, stopped after epoch 1 and resumed; then
-    the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
+    --export_int8 and the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
     from huggingface_hub import HfApi, RepoUrl
     from huggingface_hub.utils import filter_repo_objects
 
@@ -54,7 +65,8 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
                "--resized_crop_scale", "0.8", "1.2", "--erasing_scale", "0.02", "0.33", "--drop_last",
                "--ema_decay", "0.9", "--epochs", "2", "--batch_size", "12", "--checkpoints_total_limit", "2"]
     command = [*QUICK, *options, "--dataset", str(dataset), "--output_dir", str(output_dir), "--report_to",
-               "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test", "--hub_private"]
+               "tensorboard", "--push_to_hub", "--hub_model_id", "someone/fer-vgg16-test", "--hub_private",
+               "--export_int8"]
     stopped = in_process([*command, "--stop_after_epoch", "1"])  # as a run split over two GPU-box calls
     assert stopped["stopped_after_epoch"] == 1 and not (output_dir / "metrics.json").exists() and not calls
     AcceleratorState._reset_state(True)
@@ -95,9 +107,39 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
     assert repo_id == "someone/fer-vgg16-test"
     assert set(uploaded) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
                              "configuration.py", "modeling.py", "image_processing.py", "metrics.json",
-                             "confusion_matrix.png", "train_config.yaml"}
+                             "confusion_matrix.png", "reliability_diagram.png", "model_int8.onnx", "train_config.yaml"}
     assert card_accuracy == metrics["accuracy"]
-    assert ModelCard.load(output_dir / "README.md").data.model_name == "someone/fer-vgg16-test"
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.model_name == "someone/fer-vgg16-test" and 'model="someone/fer-vgg16-test"' in card.text
+
+    # the int8 file belongs to the published weights: served by default, without a fingerprint warning, and
+    # its test accuracy in metrics.json is what `evaluate --onnx auto` measures
+    int8 = output_dir / "model_int8.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        recognizer = EmotionRecognizer.from_pretrained(output_dir)
+    assert isinstance(recognizer.runtime, OnnxClassifier) and recognizer.runtime.path == int8
+    assert check_belongs(recognizer.runtime, recognizer.model) is True
+    assert recognizer.runtime.temperature == metrics["calibration"]["temperature"]
+    assert len(recognizer.recognize(PILImage.open(ASTRONAUT))["faces"]) == 1
+    test = load_fer2013(str(dataset), splits=("test",))["test"]
+    assert metrics["int8"]["test_accuracy"] == evaluate_folder(output_dir, test, onnx="auto")["accuracy"]
+    assert (metrics["int8"]["file"], metrics["int8"]["calibration_samples"], metrics["int8"]["test_samples"]) == (
+        "model_int8.onnx", 30, 13)
+
+
+def test_int8_calibration_faces_are_those_of_the_export_command(tmp_path: Path) -> None:
+    """train.py's --export_int8 calibrates on the faces `python -m fer_model export-onnx --int8 --calibration`
+    takes from the same dataset (a seeded sample of the train split), made into pixels the same way."""
+    dataset = str(write_hub_folder(tmp_path / "data", {"train": 40, "validation": 7, "test": 7}))
+    config = FerConfig(image_size=40)
+    for samples in (CALIBRATION_SAMPLES, 9):
+        faces = int8_calibration_faces(load_fer2013(dataset)["train"], samples)
+        assert len(faces) == min(samples, 40)
+        expected = calibration_batch(dataset, config, samples)
+        assert np.array_equal(gray_to_pixel_values(faces, config).numpy(), expected)
+    in_order, _ = split_to_tensors(load_fer2013(dataset)["train"])
+    assert not torch.equal(faces, in_order[:9])  # a seeded shuffle, not the first rows (splits may be sorted)
 
 
 def test_default_imagenet_init_offline_says_how_to_train_without_it(tmp_path: Path, in_process) -> None:
