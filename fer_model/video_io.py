@@ -1,7 +1,8 @@
 """Reading a video safely (limits checked from the container before decoding) and writing one browsers play.
 
 `probe_video` opens the container with PyAV (header and stream parameters only): it must be an MP4/MOV, WebM/MKV
-or AVI container (not an image, a playlist or anything else ffmpeg can open) with a video stream, within
+or AVI container with a video stream (ffmpeg is told so before it reads a byte, `DEMUXER_OPTIONS`: no image, no
+playlist whose entries would make it open other files, no network or other protocol), within
 `VideoLimits` (file size, duration, frame size, frame rate). `VideoFrames` then decodes it with OpenCV (its
 bundled ffmpeg; phone clips come upright, OpenCV applies the rotation tag), sampling at most `fps` frames per
 second, and checks the limits again as it goes (a header can lie). `AnnotatedVideo` writes H.264 in MP4
@@ -20,13 +21,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+# ffmpeg demuxer names (as PyAV reports them) -> what users call them
+CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV", "matroska,webm": "WebM/MKV", "avi": "AVI"}
+# ffmpeg options for both readers: only these demuxers, only local files (an HLS playlist or a concat list would
+# make ffmpeg open the files it names: measured, a playlist of server paths was read before any format check)
+DEMUXER_OPTIONS = {"format_whitelist": ",".join(CONTAINERS), "protocol_whitelist": "file"}
+os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(f"{k};{v}" for k, v in DEMUXER_OPTIONS.items())
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # OpenCV's ffmpeg stays quiet: errors are ours to word
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # after the log settings, which OpenCV reads once
+import cv2  # after the settings above, which OpenCV reads from the environment
 
-# ffmpeg demuxer names (as PyAV reports them) -> what users call them
-CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV", "matroska,webm": "WebM/MKV", "avi": "AVI"}
 FORMATS_HINT = "use MP4, MOV, AVI or WebM"
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy of a 4K clip is 1280 px wide: enough to read the labels
 ENCODER_OPTIONS = {"crf": "23", "preset": "veryfast"}  # libx264: good quality, fast on a CPU
@@ -73,7 +78,7 @@ def probe_video(path: str | os.PathLike, limits: VideoLimits = DEFAULT_LIMITS) -
 
     size = _file_size(Path(path), limits)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with av.open(str(path), metadata_errors="ignore", options=dict(DEMUXER_OPTIONS)) as container:
             if container.format.name not in CONTAINERS:
                 raise VideoError(f"this is not a video file that can be read (it reads as: "
                                  f"{container.format.long_name}; {FORMATS_HINT})")

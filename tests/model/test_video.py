@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 import av
@@ -21,7 +22,7 @@ from PIL import Image
 from fer_model.__main__ import main
 from fer_model.annotation import PALETTE, label_colours
 from fer_model.video import OUTPUT_FILES, VideoError, VideoLimits, analyze_video
-from fer_model.video_io import probe_video
+from fer_model.video_io import VideoFrames, VideoInfo, probe_video
 from fer_model.video_results import CSV_COLUMNS
 from tests.helpers.image_files import ASTRONAUT
 from tests.helpers.paths import RELEASED_MODEL_DIR, REPO, needs_released_model
@@ -238,3 +239,25 @@ def test_module_entry_point_prints_a_progress_bar(clip: Clip, tiny_model_dir: Pa
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["frames_analysed"] == 4
     assert re.search(r"video: 100%.* 20/20 \[", done.stderr), done.stderr  # tqdm's bar: frames read of 20
+
+
+@pytest.mark.parametrize("reader", ["probe (PyAV)", "frames (OpenCV)"])
+def test_a_playlist_never_makes_ffmpeg_open_the_files_it_names(reader: str, tmp_path: Path) -> None:
+    """An HLS playlist naming a server file: ffmpeg's hls demuxer would open it (here a FIFO, on which it would
+    block) before any format check of ours. Both readers tell ffmpeg the allowed demuxers and protocols first."""
+    fifo = tmp_path / "secret.mp4"
+    os.mkfifo(fifo)
+    playlist = tmp_path / "list.m3u8"
+    playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{fifo}\n#EXT-X-ENDLIST\n")
+    info = VideoInfo("MP4/MOV", "h264", 64, 64, 10.0, 1.0, 10, 100)
+    read = (lambda: probe_video(playlist)) if reader.startswith("probe") else (lambda: list(VideoFrames(
+        playlist, info, 10, VideoLimits())))
+    errors: list[Exception] = []
+    worker = threading.Thread(target=lambda: errors.append(pytest.raises(VideoError, read).value), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # ffmpeg opened the FIFO and waits for data: let it go, then fail
+        os.close(os.open(fifo, os.O_WRONLY))
+        worker.join(10)
+        pytest.fail(f"{reader}: ffmpeg opened the file the playlist names")
+    assert errors and ("not a video file" in str(errors[0]) or "cannot be decoded" in str(errors[0])), errors
