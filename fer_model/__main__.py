@@ -1,10 +1,11 @@
 """Command line: `python -m fer_model predict IMG|FOLDER|GLOB... [--model X] [--onnx F | --no-onnx] [--csv FILE]
-[--jsonl FILE]`, `evaluate ...`, `export-onnx ...`, `calibrate --model DIR --dataset SRC`."""
+[--jsonl FILE]`, `evaluate ...`, `export-onnx ...`, `calibrate --model DIR --dataset SRC`, `video IN --out DIR`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from typing import Any
@@ -62,7 +63,53 @@ def build_parser() -> argparse.ArgumentParser:
                         help="random training faces for int8 calibration")
     export.add_argument("--calibration_method", choices=CALIBRATION_METHODS, default=CALIBRATION_METHODS[0],
                         help="how onnxruntime sets the int8 activation ranges")
+    add_video_parser(commands)
     return parser
+
+
+def add_video_parser(commands: argparse._SubParsersAction) -> None:
+    from .video import DEFAULT_FPS, VideoLimits
+
+    video = commands.add_parser("video", help="emotions over a video, per face: CSV, summary, timeline, annotated MP4")
+    video.add_argument("input", help="video file (MP4, MOV, AVI or WebM)")
+    video.add_argument("--out", required=True, help="folder for emotions.csv, summary.json, timeline.png, annotated.mp4")
+    video.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames analysed per second, at most (default %(default)g)")
+    video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds, help="longer videos are refused (default %(default)g)")
+    video.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    runtime = video.add_mutually_exclusive_group()
+    runtime.add_argument("--onnx", default=None, help="ONNX file, 'auto' or 'none' (default: $FER_ONNX, else auto)")
+    runtime.add_argument("--no-onnx", dest="no_onnx", action="store_true", help="run the PyTorch model")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """Analyse one video; its summary as JSON on stdout. A refused video: stderr names it and why, exit code 2."""
+    from transformers.utils import logging as transformers_logging
+
+    from .onnx_runtime import onnx_choice
+    from .recognizer import EmotionRecognizer
+    from .video import VideoError, VideoLimits, analyze_video, probe_video
+
+    transformers_logging.disable_progress_bar()  # stderr: our progress bar and messages
+    if not args.fps > 0 or not args.max_seconds > 0 or os.path.isfile(args.out):
+        print("error: --fps and --max_seconds must be positive, --out a folder", file=sys.stderr)
+        return 2
+    limits = VideoLimits(max_seconds=args.max_seconds)
+    try:
+        probe_video(args.input, limits)  # a refused file is said before the model loads
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+                                                       onnx=onnx_choice(args.onnx, args.no_onnx))
+        summary = analyze_video(args.input, args.out, recognizer, fps=args.fps, limits=limits, progress=True)
+    except VideoError as error:
+        print(f"error: {args.input}: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as error:  # the model (ValueError: an ONNX file that belongs to other weights)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for warning in summary["warnings"]:
+        print(f"warning: {args.input}: {warning}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -147,7 +194,7 @@ def calibration_batch(source: str, config: object, samples: int) -> object:
 
 
 COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx,
-            "calibrate": run_calibrate}
+            "calibrate": run_calibrate, "video": run_video}
 
 
 def main(argv: list[str] | None = None) -> int:

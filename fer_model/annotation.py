@@ -2,7 +2,8 @@
 
 The colours follow the model's labels (config.id2label order), so a model trained on other emotions gets
 its own legend without a list of names here; FER2013's order (angry, disgust, fear, happy, neutral, sad,
-surprise) gets red, green, purple, yellow, grey, blue and orange. Used by the app's Photo and Live tabs.
+surprise) gets red, green, purple, yellow, grey, blue and orange. Used by the app's Photo, Live and Video tabs,
+the annotated video and the emotion timeline (fer_model.video, fer_model.timeline).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ def largest_face(faces: Sequence[Mapping[str, Any]]) -> int:
     return max(range(len(faces)), key=lambda i: faces[i]["box"][2] * faces[i]["box"][3])
 
 
-def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> Image.Image:
-    """A copy of the image with a box and "n label 93%" per face (numbered from 1 in list order).
+def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: Sequence[str],
+               numbers: Sequence[int] | None = None) -> Image.Image:
+    """A copy of the image with a box and "n label 93%" per face, n from `numbers` (a video's face ids), else
+    1, 2, 3... in list order.
 
     `faces` are EmotionRecognizer.recognize()["faces"] (box [x, y, w, h] in this image's pixels); line width
     and font size follow the image size so the labels stay readable on phone photos and webcam frames alike.
@@ -40,7 +43,7 @@ def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: S
     font = ImageFont.load_default(size=max(12, side // 40))
     width = max(2, side // 250)
     colours = label_colours(labels)
-    for number, face in enumerate(faces, 1):
+    for number, face in zip(range(1, len(faces) + 1) if numbers is None else numbers, faces, strict=True):
         x, y, w, h = face["box"]
         colour = colours[face["label"]]
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)

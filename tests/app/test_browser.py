@@ -1,7 +1,8 @@
 """The Space in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): load, run an example, look.
 
-The Live tab streams Chromium's fake camera, fed with the astronaut photo as a Y4M video. Full-page screenshots
-go to tests/artifacts/browser_photo_tab.png and browser_live_tab.png (ignored by git) for a human to check.
+The Live tab streams Chromium's fake camera, fed with the astronaut photo as a Y4M video; the Video tab gets a clip
+made from the examples. Full-page screenshots go to tests/artifacts/browser_photo_tab.png, browser_live_tab.png and
+browser_video_tab.png (ignored by git) for a human to check.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from fer_model.images import load_image
 from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, GROUP
 from tests.helpers.paths import ARTIFACTS
+from tests.helpers.video_clips import moving_faces_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
+LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]  # the random test model's
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -119,3 +122,28 @@ def test_live_tab_streams_the_webcam_and_labels_the_face(page, recognizer: Emoti
     assert [t for t in analysed if t > started + app.LIVE_LIMIT_S + 1], "the stream stopped at its time limit"
     assert not page.locator(".toast-body").all_inner_texts()  # no error shown
     page.locator("#webcam button[aria-label='capture photo']").click()  # "Stop"
+
+
+def test_video_tab_analyses_an_uploaded_clip(page, tmp_path: Path) -> None:
+    """Upload a 1 s clip (two faces, one entering and leaving): the annotated video plays in Chromium (H.264), the
+    timeline, the faces table, the summary and the CSV appear."""
+    clip = moving_faces_clip(tmp_path / "two-faces.mp4", seconds=1.0, enter_leave=(0.3, 0.8))
+    page.get_by_role("tab", name="Video").click()
+    assert "at most 60 s and 50 MB" in page.inner_text("body")
+    page.locator("#video input[type=file]").set_input_files(str(clip.path))
+    page.wait_for_function("document.querySelector('#video-status').innerText.includes('followed')", timeout=120_000)
+    assert "2 faces followed over 10 analysed frames" in page.inner_text("#video-status")
+    video = page.wait_for_selector("#video-annotated video", timeout=60_000)
+    assert "annotated.mp4" in video.get_attribute("src")
+    page.wait_for_function("document.querySelector('#video-annotated video').readyState >= 2", timeout=30_000)
+    assert page.evaluate("document.querySelector('#video-annotated video').videoWidth") == clip.size[0]  # decoded
+    timeline = page.wait_for_selector("#video-timeline img", timeout=30_000)
+    assert "timeline.png" in timeline.get_attribute("src")
+    page.wait_for_function("document.querySelector('#video-timeline img').naturalWidth > 0", timeout=30_000)
+    faces = page.inner_text("#video-faces")
+    assert "dominant emotion" in faces and sum(label in faces for label in LABELS) >= 1
+    assert "emotions.csv" in page.inner_text("#video-csv") and '"frames_analysed"' in page.inner_text("#video-summary")
+    assert not page.locator(".toast-body").all_inner_texts()  # no error shown
+    page.evaluate("document.querySelector('#video-annotated video').currentTime = 0.5")
+    time.sleep(1)  # the frame at 0.5 s, with both faces boxed, in the screenshot
+    assert screenshot(page, "browser_video_tab.png").stat().st_size > 50_000

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 import app
+import space.server
 from fer_model import EmotionRecognizer
 from tests.helpers.app_server import (
     FILE_META,
@@ -149,8 +150,9 @@ def test_queue_bypass_through_the_run_routes(url: str) -> None:
     """Attack 3: /gradio_api/run/ and /api/ would run the model outside the queue and its limits."""
     image = uploaded(url, ASTRONAUT)
     every_event = [dependency["id"] for dependency in httpx.get(f"{url}config", timeout=30).json()["dependencies"]]
-    assert len(every_event) >= 5  # predict, analyze, live, select_face, gradio's example loader
-    for route, index in [("run/predict", None), ("api/predict", None)] + [("run/x", i) for i in every_event]:
+    assert len(every_event) >= 7  # predict, analyze, live, select_face, gradio's example loader, the 2 video events
+    named = [("run/predict", None), ("api/predict", None), ("run/predict_video", None), ("api/predict_video", None)]
+    for route, index in named + [("run/x", i) for i in every_event]:
         response = httpx.post(f"{url}gradio_api/{route}", json={"data": [image], "fn_index": index}, timeout=60)
         assert response.status_code == 404 and "join the queue" in response.text, (route, index, response.text)
     assert call(url, "predict", [image])[0] == "complete"  # the queue's own routes still answer
@@ -194,8 +196,8 @@ def test_bad_base64_gets_a_readable_error(url: str) -> None:
 def test_uploads_and_outputs_stay_in_the_cache(recognizer: EmotionRecognizer, monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     """Attack 6: uploads and annotated outputs are deleted from gradio's cache once older than its age limit
-    (app.DELETE_CACHE, shortened here to a 1 s sweep of files older than 1 s). The examples' copies stay."""
-    monkeypatch.setattr(app, "DELETE_CACHE", (1, 1), raising=False)
+    (space.server.DELETE_CACHE, shortened here to a 1 s sweep of files older than 1 s). The examples' copies stay."""
+    monkeypatch.setattr(space.server, "DELETE_CACHE", (1, 1))
     photo = tmp_path / f"photo-{time.time_ns()}.png"  # new content: gradio names cached files by their hash
     Image.open(ASTRONAUT).rotate(time.time_ns() % 360).save(photo)
     with launched_demo(recognizer) as demo:
@@ -222,11 +224,11 @@ def test_cache_sweeps_stop_once_a_request_races_one(monkeypatch: pytest.MonkeyPa
         if len(ages) == 1:
             raise RuntimeError("Set changed size during iteration")
 
-    monkeypatch.setattr(app, "delete_files_created_by_app", sweep)
-    monkeypatch.setattr(app, "DELETE_CACHE", (0.1, 7))
+    monkeypatch.setattr(space.server, "delete_files_created_by_app", sweep)
+    monkeypatch.setattr(space.server, "DELETE_CACHE", (0.1, 7))
 
     async def serve_for_a_second() -> None:
-        async with app.sweep_cache(SimpleNamespace(get_blocks=lambda: None)):
+        async with space.server.sweep_cache(SimpleNamespace(get_blocks=lambda: None)):
             await asyncio.sleep(1.0)
 
     asyncio.run(serve_for_a_second())

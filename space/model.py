@@ -1,0 +1,71 @@
+"""Which model the Space serves and how its header names it.
+
+The model comes from --model, else FER_MODEL, else ../shared/models/fer-vgg16 when present, else the Hub model; it
+runs on the folder's int8 ONNX file when it has one that belongs to its weights, like the CLI (`onnx_choice`:
+--onnx FILE, --no-onnx or FER_ONNX=none for PyTorch). The header names it by its Hub id or its folder's name (never
+a server path), with the test accuracy from the folder's metrics.json when it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
+from fer_model.onnx_runtime import onnx_choice
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_RELEASE = ROOT.parent / "shared" / "models" / "fer-vgg16"
+
+
+def resolve_model_source(cli_value: str | None = None) -> str:
+    """--model, else FER_MODEL, else the shared release folder when present, else the Hub model."""
+    local = str(LOCAL_RELEASE) if (LOCAL_RELEASE / "config.json").is_file() else DEFAULT_MODEL_ID
+    return cli_value or os.environ.get("FER_MODEL") or local
+
+
+def model_title(source: str) -> str:
+    """How the page names the model: a Hub id as is, a local folder by its name only (never a server path)."""
+    return Path(source).name if Path(source).exists() else source
+
+
+def reported_test_accuracy(source: str) -> float | None:
+    """metrics.json's test accuracy (what train.py and `evaluate` write), from the folder or the Hub cache; None
+    when there is none (offline, no file, another split, unreadable)."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(source, "metrics.json", _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+        metrics = json.loads(Path(path).read_text()) if path else {}
+    except (OSError, ValueError):
+        return None
+    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) and metrics.get("split") == "test" else None
+    return float(accuracy) if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) else None
+
+
+def runtime_title(recognizer: Any) -> str:
+    """What runs the classifier, for the header: onnxruntime and the file's name, or PyTorch."""
+    path = getattr(recognizer.runtime, "path", None)
+    return f"onnxruntime (`{Path(path).name}`)" if path else "PyTorch"
+
+
+def model_header(source: str, recognizer: Any) -> str:
+    """ "Model: `fer-vgg16` (test accuracy 66.98 %), run by onnxruntime (`model_int8.onnx`)." """
+    accuracy = reported_test_accuracy(source)
+    score = f" (test accuracy {100 * accuracy:.2f} %)" if accuracy is not None else ""
+    return f"Model: `{model_title(source)}`{score}, run by {runtime_title(recognizer)}."
+
+
+def load_recognizer(source: str, tta: str = "none", onnx: str | None = None, no_onnx: bool = False) -> EmotionRecognizer:
+    """The recognizer, or exit saying how to point the app at a model. The runtime: onnx_choice(onnx, no_onnx), so
+    --onnx FILE, else FER_ONNX, else "auto" (the folder's model_int8.onnx when it belongs to its weights)."""
+    try:
+        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx_choice(onnx, no_onnx))
+    except (OSError, ValueError) as error:
+        sys.exit(f"app.py: cannot start without a model.\n{error}\n"
+                 f"Example: FER_MODEL=path/to/fer-vgg16 python app.py   (or: python app.py --model path/to/folder)")
