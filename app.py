@@ -20,8 +20,8 @@ from PIL import Image
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
+from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
-from fer_model.tta import TTA_MODES
 from space.model import LOCAL_RELEASE, ROOT, load_recognizer, model_header, model_title, resolve_model_source
 from space.server import (
     CONCURRENCY,

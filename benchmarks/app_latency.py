@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import median_ms  # benchmarks/timing.py, beside this script
-
 import numpy as np
 import torch
 from PIL import Image
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout (fer_model, app), no install
 from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, FerImageProcessor

@@ -13,15 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from timing import median_ms  # benchmarks/timing.py, beside this script
-
 import numpy as np
 import torch
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
-
-
 
 
 def main() -> None:

@@ -137,8 +137,9 @@ def main() -> None:
         clip, warmup = make_clip(tmp / "clip.mp4", args.seconds), make_clip(tmp / "warmup.mp4", 1.0)
         folder = model_folder(args.model, tmp)
         results = {}
-        for name, onnx, fps in [("ours pytorch, every frame", "none", FPS), ("ours int8 onnx, every frame", "auto", FPS),
-                                ("ours int8 onnx, default 10/s", "auto", 10.0)]:
+        runs = [("ours pytorch, every frame", "none", FPS), ("ours int8 onnx, every frame", "auto", FPS),
+                ("ours int8 onnx, default 10/s", "auto", 10.0)]
+        for name, onnx, fps in runs:
             results[name] = measure_ours(folder, onnx, clip, warmup, fps, tmp / name.replace(" ", "_"))
         (tmp / "fer").mkdir()
         fer = run_fer(args.fer_python, clip, warmup, tmp / "fer")

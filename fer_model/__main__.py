@@ -70,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 def add_video_parser(commands: argparse._SubParsersAction) -> None:
     from .video import DEFAULT_FPS, VideoLimits
 
-    video = commands.add_parser("video", help="emotions over a video, per face: CSV, summary, timeline, annotated MP4")
+    video = commands.add_parser("video", help="emotions over a video, per face: CSV, summary, timeline, "
+                                "annotated MP4")
     video.add_argument("input", help="video file (MP4, MOV, AVI or WebM)")
-    video.add_argument("--out", required=True, help="folder for emotions.csv, summary.json, timeline.png, annotated.mp4")
-    video.add_argument("--fps", type=float, default=DEFAULT_FPS, help="frames analysed per second, at most (default %(default)g)")
-    video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds, help="longer videos are refused (default %(default)g)")
+    video.add_argument("--out", required=True,
+                       help="folder for emotions.csv, summary.json, timeline.png, annotated.mp4")
+    video.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                       help="frames analysed per second, at most (default %(default)g)")
+    video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds,
+                       help="longer videos are refused (default %(default)g)")
     video.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = video.add_mutually_exclusive_group()
@@ -117,11 +121,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
     A model that cannot be loaded is reported on stderr (with how to point at another) and gives exit code 1.
     """
+    from transformers.utils import logging as transformers_logging
+
     from . import batch_predict
     from .onnx_runtime import onnx_choice
     from .recognizer import EmotionRecognizer
-
-    from transformers.utils import logging as transformers_logging
 
     problem = batch_predict.check_output_paths(args) or (
         f"--batch_size {args.batch_size}: must be >= 1" if args.batch_size < 1 else None)

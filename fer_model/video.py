@@ -74,7 +74,8 @@ def analyze_video(
             "fps": round(info.fps, 3), "sample_fps": fps, "frames_read": frames.frames_read,
             "frames_analysed": analysed, "analysis_s": round(time.monotonic() - started, 3),
             "analysis_fps": round(analysed / max(time.monotonic() - started, 1e-9), 2),
-            "runtime": runtime_name(recognizer), "labels": labels, "faces": summarize_faces(rows, labels), "warnings": _warnings(info, frames, last_time_s),
+            "runtime": runtime_name(recognizer), "labels": labels, "faces": summarize_faces(rows, labels),
+            "warnings": _warnings(info, frames, last_time_s),
         }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

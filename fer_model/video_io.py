@@ -109,7 +109,8 @@ def _file_size(path: Path, limits: VideoLimits) -> int:
     if size == 0:
         raise VideoError("the file is empty (0 bytes)")
     if size > limits.max_bytes:
-        raise VideoError(f"the file is too large: {size / 2**20:,.0f} MB (the limit is {limits.max_bytes / 2**20:,.0f} MB)")
+        raise VideoError(f"the file is too large: {size / 2**20:,.0f} MB "
+                         f"(the limit is {limits.max_bytes / 2**20:,.0f} MB)")
     if not os.access(path, os.R_OK):
         raise VideoError("the file cannot be read (permission denied)")
     return size

@@ -61,7 +61,8 @@ def model_header(source: str, recognizer: Any) -> str:
     return f"Model: `{model_title(source)}`{score}, run by {runtime_title(recognizer)}."
 
 
-def load_recognizer(source: str, tta: str = "none", onnx: str | None = None, no_onnx: bool = False) -> EmotionRecognizer:
+def load_recognizer(source: str, tta: str = "none", onnx: str | None = None,
+                    no_onnx: bool = False) -> EmotionRecognizer:
     """The recognizer, or exit saying how to point the app at a model. The runtime: onnx_choice(onnx, no_onnx), so
     --onnx FILE, else FER_ONNX, else "auto" (the folder's model_int8.onnx when it belongs to its weights)."""
     try:

@@ -71,8 +71,10 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
     def analyze_clip(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         if video is None:  # the input was cleared
             return None, None, None, None, None, ""
-        summary, out = run_analysis(recognizer, video,
-                                    lambda done, total: progress((done, total or None), desc="Analysing", unit="frames"))
+        def report(done: int, total: int | None) -> None:
+            progress((done, total or None), desc="Analysing", unit="frames")
+
+        summary, out = run_analysis(recognizer, video, report)
         return (str(out / "annotated.mp4"), str(out / "timeline.png"), faces_table(summary["faces"]), summary,
                 str(out / "emotions.csv"), video_status(summary))
 
@@ -101,6 +103,6 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
     api_video = UploadedVideo(visible=False)
     api_outputs = [gr.JSON(visible=False), gr.File(visible=False), gr.File(visible=False), gr.File(visible=False)]
 
-    video.upload(analyze_clip, video, [annotated, timeline, faces, summary, csv_file, message], api_visibility="private",
-                 **VIDEO_EVENTS)
+    video.upload(analyze_clip, video, [annotated, timeline, faces, summary, csv_file, message],
+                 api_visibility="private", **VIDEO_EVENTS)
     gr.on([], predict_video, api_video, api_outputs, api_name="predict_video", **VIDEO_EVENTS)

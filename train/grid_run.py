@@ -23,7 +23,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from fer_model.tta import TTA_MODES  # noqa: E402
+from fer_model.image_processing import TTA_MODES  # noqa: E402
 
 LOG_TAIL_BYTES = 200_000
 

@@ -20,7 +20,7 @@ from transformers import HfArgumentParser
 
 from fer_model.configuration import FerConfig, ModelArguments
 from fer_model.data import DEFAULT_DATASET
-from fer_model.tta import TtaMode
+from fer_model.image_processing import TtaMode
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Optimizer = Literal["adam", "sgd"]

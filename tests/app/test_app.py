@@ -24,10 +24,10 @@ import app
 from fer_model import EmotionRecognizer
 from fer_model.annotation import draw_faces, label_colours, largest_face
 from fer_model.images import ImageLoadError, load_image
-from tests.helpers.app_server import launched_demo
-from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
 from space.model import model_header
 from space.uploads import MAX_IMAGE_SIZE
+from tests.helpers.app_server import launched_demo
+from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
 from tests.helpers.paths import REPO
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates: not ours to fix, and noise in the report

@@ -52,7 +52,8 @@ def test_predict_video_returns_the_summary_csv_video_and_timeline(client: Client
     assert Image.open(timeline_path).format == "PNG"
     with av.open(video_path) as container:
         stream = container.streams.video[0]
-        assert stream.codec_context.name == "h264" and stream.frames == 20 and (stream.width, stream.height) == clip.size
+        assert stream.codec_context.name == "h264" and stream.frames == 20
+        assert (stream.width, stream.height) == clip.size
     assert "/tmp" not in json.dumps(summary)  # the summary names the video by its file name only
 
 

@@ -14,7 +14,14 @@ from PIL import Image as PILImage
 from fer_model import FER2013_LABELS
 from fer_model.data import FEATURES, DataError, load_fer2013, split_to_tensors
 from tests.helpers.paths import FER2013_DIR, needs_fer2013
-from tests.helpers.tiny_fer import SIZES, hub_dataset, split_arrays, write_hub_folder, write_image_folder, write_kaggle_csv
+from tests.helpers.tiny_fer import (
+    SIZES,
+    hub_dataset,
+    split_arrays,
+    write_hub_folder,
+    write_image_folder,
+    write_kaggle_csv,
+)
 
 
 def renamed_dataset() -> DatasetDict:
@@ -220,7 +227,8 @@ def test_a_test_only_face_dataset_evaluates_through_the_cli(tiny_model_dir: Path
     metrics = json.loads(capsys.readouterr().out)
     images, labels = split_arrays(sizes)["test"]
     assert metrics["num_samples"] == 13
-    assert [metrics["per_class"][name]["support"] for name in FER2013_LABELS] == np.bincount(labels, minlength=7).tolist()
+    supports = [metrics["per_class"][name]["support"] for name in FER2013_LABELS]
+    assert supports == np.bincount(labels, minlength=7).tolist()
     if form != "image_folder_rgb96_jpeg":  # lossless 48 px grey faces: the processor must give the same predictions
         model = FerForImageClassification.from_pretrained(tiny_model_dir).eval()
         pixel_values = FerImageProcessor.from_pretrained(tiny_model_dir)(list(images))["pixel_values"]

@@ -9,10 +9,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from tests.helpers.paths import REPO
+
 ASTRONAUT = REPO / "examples" / "astronaut.jpg"
 GROUP = REPO / "examples" / "group.jpg"
 COFFEE = REPO / "examples" / "coffee.jpg"

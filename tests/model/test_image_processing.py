@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_model import EmotionRecognizer, FerConfig, FerImageProcessor
+from fer_model import EmotionRecognizer, FerImageProcessor
 from fer_model.configuration import IMAGENET_MEAN, IMAGENET_STD
 from fer_model.image_processing import gray_to_pixel_values, to_gray
 from fer_model.images import load_image, to_rgb
@@ -46,7 +46,8 @@ def in_mode(mode: str) -> Image.Image:
     base = Image.fromarray(gradient())
     wide = np.asarray(base).astype(np.uint16) * 257
     if mode.startswith("I;16"):
-        return Image.frombytes(mode, base.size, wide.astype({"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")).tobytes())
+        dtype = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
+        return Image.frombytes(mode, base.size, wide.astype(dtype).tobytes())
     if mode in ("I", "F"):
         return Image.fromarray(wide.astype(np.int32) if mode == "I" else np.asarray(base).astype(np.float32) / 255.0)
     return base.convert({"La": "LA", "RGBa": "RGBA"}.get(mode, mode)).convert(mode)  # PIL: La / RGBa via LA / RGBA

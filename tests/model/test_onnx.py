@@ -14,8 +14,8 @@ import torch
 from fer_model import EmotionRecognizer, FerForImageClassification
 from fer_model.images import load_image
 from fer_model.onnx_runtime import OnnxClassifier, export_onnx
-from tests.helpers.paths import FER2013_DIR, REPO, needs_fer2013
 from tests.helpers.image_files import ASTRONAUT, tile_2x2
+from tests.helpers.paths import FER2013_DIR, REPO, needs_fer2013
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from PIL import Image
 
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 from tests.helpers.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, COFFEE, gradient, tile_2x2
+from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ from tests.helpers.train_runs import QUICK
 from train import train as train_script
 from train.checkpoints import BEST_MODEL_DIR, CheckpointError, verify_checkpoint
 
+
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_hub_folder(tmp_path_factory.mktemp("fer-tiny")))

@@ -31,10 +31,9 @@ def benchmark():
 
 
 def test_conventional_transform_matches_the_recipe_augmentation(benchmark) -> None:
+    from conventional_pipeline import conventional_transform
     from PIL import Image
     from torchvision.transforms import v2
-
-    from conventional_pipeline import conventional_transform
 
     recipe = benchmark.parse_args(["--batch_size", "8", "--image_size", "64"]).recipe  # best.yaml + flags
     transform = conventional_transform(recipe, FerConfig(image_size=64))
@@ -97,10 +96,9 @@ def test_flops_per_image_are_vgg16s_convolutions_and_head() -> None:
 
 
 def test_crop_recipes_crop_in_both_pipelines_and_count_the_crop_flops(benchmark) -> None:
+    from conventional_pipeline import conventional_transform
     from PIL import Image
     from torchvision.transforms import v2
-
-    from conventional_pipeline import conventional_transform
 
     recipe = benchmark.parse_args(["--crop_size", "40"]).recipe  # a recipe flag like any other
     assert recipe.crop_size == 40
