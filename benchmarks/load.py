@@ -8,6 +8,11 @@ schema. Prints the number of clients, requests and errors, p50/p95/max latency, 
 process's resident memory at start-up (idle), after one warm-up request, at its peak under load and after.
 
     python benchmarks/load.py [--clients 20] [--seconds 60] [--model FOLDER] [--image examples/astronaut.jpg]
+    python benchmarks/load.py --compare-int8 [--model FOLDER]  # PyTorch fp32, then the int8 ONNX file, same run
+
+--compare-int8 runs the same load twice, one server after the other: `app.py --no-onnx` (PyTorch) and
+`app.py --onnx auto` (the folder's model_int8.onnx; a random-init model gets one exported here, calibrated on
+random inputs), and prints the int8/fp32 ratios of throughput and latency.
 
 Loopback only: the server listens on 127.0.0.1 and the clients talk to nothing else. Exit code 1 on any error.
 """
@@ -53,17 +58,27 @@ def rss_mb(pid: int) -> float:
         raise RuntimeError(f"no VmRSS for process {pid}") from None
 
 
-def save_random_model(folder: Path) -> Path:
+RUNTIMES = {"pytorch fp32": ["--no-onnx"], "onnxruntime int8": ["--onnx", "auto"]}  # app.py flags, --compare-int8
+
+
+def save_random_model(folder: Path, int8: bool = False) -> Path:
+    """A random-init model folder (weights do not change speed); with `int8`, its model_int8.onnx too."""
     import torch
     from transformers.utils import logging as transformers_logging
 
     from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
+    from fer_model.configuration import input_size
+    from fer_model.onnx_runtime import INT8_FILENAME, export_onnx
 
     transformers_logging.disable_progress_bar()
     torch.manual_seed(0)
     config = FerConfig()
-    FerForImageClassification(config).eval().save_pretrained(folder)
+    model = FerForImageClassification(config).eval()
+    model.save_pretrained(folder)
     FerImageProcessor.from_model_config(config).save_pretrained(folder)
+    if int8:
+        side = input_size(config)
+        export_onnx(model, folder / INT8_FILENAME, calibration=torch.rand(256, 3, side, side).numpy())
     return folder
 
 
@@ -259,13 +274,41 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=ASTRONAUT)
     parser.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests in all")
     parser.add_argument("--onnx", default=None, help="passed to app.py --onnx (an exported ONNX file)")
+    parser.add_argument("--compare-int8", action="store_true",
+                        help="run the load with PyTorch (--no-onnx), then with the int8 ONNX file (--onnx auto)")
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0:
         parser.error("--clients must be >= 1 and --seconds > 0")
-    figures = benchmark(args.clients, args.seconds, args.model, args.image.resolve(), args.max_requests,
-                        ["--onnx", args.onnx] if args.onnx else None)
-    print(report(figures))
-    sys.exit(1 if figures["errors"] or not figures["server_alive"] else 0)
+    if args.compare_int8 and args.onnx:
+        parser.error("--compare-int8 chooses the runtimes itself: leave out --onnx")
+    if args.compare_int8:
+        runs = compare_int8(args.clients, args.seconds, args.model, args.image.resolve(), args.max_requests)
+    else:
+        runs = [benchmark(args.clients, args.seconds, args.model, args.image.resolve(), args.max_requests,
+                          ["--onnx", args.onnx] if args.onnx else None)]
+        print(report(runs[0]))
+    sys.exit(1 if any(figures["errors"] or not figures["server_alive"] for figures in runs) else 0)
+
+
+def compare_int8(clients: int, seconds: float, model: str | None, image: Path,
+                 max_requests: int) -> list[dict[str, Any]]:
+    """The same load on PyTorch, then on the folder's int8 ONNX file; each report, then the int8/fp32 ratios."""
+    from fer_model.onnx_runtime import INT8_FILENAME
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(model) if model else save_random_model(Path(folder) / "fer-random", int8=True)
+        if not (source / INT8_FILENAME).is_file():
+            raise SystemExit(f"--compare-int8: {source} has no {INT8_FILENAME} (python -m fer_model export-onnx "
+                             "--int8 writes one)")
+        runs = []
+        for name, flags in RUNTIMES.items():
+            runs.append(benchmark(clients, seconds, str(source), image, max_requests, flags))
+            print(f"== {name} (app.py {' '.join(flags)})\n{report(runs[-1])}", flush=True)
+    fp32, int8 = runs
+    print(f"int8/fp32: throughput {int8['throughput_rps'] / fp32['throughput_rps']:.2f}x, "
+          f"p50 latency {int8['p50_ms'] / fp32['p50_ms']:.2f}x, p95 latency {int8['p95_ms'] / fp32['p95_ms']:.2f}x, "
+          f"peak memory {int8['rss_peak_mb'] / fp32['rss_peak_mb']:.2f}x")
+    return runs
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def measure_fer(clip: str, warmup: str, outdir: str) -> dict[str, float]:
     """fer's Video.analyze on every frame, annotated video written, then its CSV; printed as JSON."""
     import os
 
-    from fer import FER, Video
+    from fer.classes import Video  # fer 25.10.3's modules (its package root exports neither)
+    from fer.fer import FER
 
     detector = FER()  # its defaults: OpenCV Haar cascade, its emotion classifier
     options = dict(display=False, frequency=1, save_frames=False, save_video=True, annotate_frames=True,
