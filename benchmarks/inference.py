@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import median_ms  # benchmarks/timing.py, beside this script
+from timing import median_ms, run_fer_script  # benchmarks/timing.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
@@ -68,18 +67,6 @@ def measure_fer(runs: int) -> dict[str, float]:
         figures[f"detect_ms_{name}"] = median_ms(lambda bgr=bgr: detector.find_faces(bgr), runs)
         figures[f"faces_{name}"] = faces
     return figures
-
-
-def run_fer(python: str, runs: int) -> dict[str, float] | None:
-    command = [python, __file__, "--fer-only", "--runs", str(runs)]
-    result = subprocess.run(command, capture_output=True, text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3",
-                                                                         "PATH": "/usr/bin:/bin"})
-    if result.returncode != 0:
-        print(f"`fer` not measured ({python}: {result.stderr.strip().splitlines()[-1:]}). Install it apart: "
-              "python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install fer 'setuptools<81', then pass "
-              "--fer-python /tmp/fervenv/bin/python", file=sys.stderr)
-        return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- ours
@@ -168,7 +155,7 @@ def main() -> None:
             "onnxruntime int8": OnnxClassifier(int8),
         }
         results = {name: measure_ours(recognizer, runtime, args.runs) for name, runtime in runtimes.items()}
-        fer = run_fer(args.fer_python, args.runs)
+        fer = run_fer_script(args.fer_python, __file__, ["--runs", str(args.runs)])
         if fer:
             results["fer 25.x (TFLite)"] = fer
         print(f"threads={torch.get_num_threads()} runs={args.runs} model={args.model or 'random init'}")

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from load import ASTRONAUT, Server, save_random_model, valid_result  # benchmarks/load.py, beside this script
+from app_process import ASTRONAUT, Server, save_random_model  # benchmarks/app_process.py, beside this script
+from load import valid_result  # benchmarks/load.py
 from PIL import Image
 
 FILE_META = {"_type": "gradio.FileData"}

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from timing import run_fer_script  # benchmarks/timing.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT.parent / "shared" / "models" / "fer-vgg16"
@@ -60,18 +61,6 @@ def measure_fer(clip: str, warmup: str, outdir: str) -> dict[str, float]:
     wall = time.perf_counter() - start
     faces = sum(len([key for key in row if key.startswith("box")]) for row in data)
     return {"frames_analysed": len(data), "wall_s": wall, "faces": faces}
-
-
-def run_fer(python: str, clip: Path, warmup: Path, outdir: Path) -> dict[str, float] | None:
-    command = [python, __file__, "--fer-only", str(clip), str(warmup), str(outdir)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=outdir,
-                            env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin", "HOME": str(outdir)})
-    if result.returncode != 0:
-        print(f"`fer` not measured ({python}: {result.stderr.strip().splitlines()[-3:]}). Install it apart: "
-              "python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install fer 'setuptools<81', then pass "
-              "--fer-python /tmp/fervenv/bin/python", file=sys.stderr)
-        return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- ours
@@ -142,8 +131,9 @@ def main() -> None:
                 ("ours int8 onnx, default 10/s", "auto", 10.0)]
         for name, onnx, fps in runs:
             results[name] = measure_ours(folder, onnx, clip, warmup, fps, tmp / name.replace(" ", "_"))
-        (tmp / "fer").mkdir()
-        fer = run_fer(args.fer_python, clip, warmup, tmp / "fer")
+        fer_dir = tmp / "fer"
+        fer_dir.mkdir()
+        fer = run_fer_script(args.fer_python, __file__, [str(clip), str(warmup), str(fer_dir)], cwd=str(fer_dir))
         if fer:
             results["fer Video.analyze, every frame"] = fer
         print(f"clip: {SIZE[0]}x{SIZE[1]}, {FPS} frames/s, {args.seconds:g} s ({round(args.seconds * FPS)} frames); "

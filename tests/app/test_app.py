@@ -30,15 +30,6 @@ from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
 from tests.helpers.paths import REPO
 
-# gradio's queue calls pandas APIs that pandas 3 deprecates: not ours to fix, and noise in the report
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
-    return EmotionRecognizer.from_pretrained(tiny_model_dir)
-
 
 @pytest.fixture(scope="module")
 def demo(recognizer: EmotionRecognizer) -> Iterator:

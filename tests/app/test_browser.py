@@ -18,7 +18,6 @@ from PIL import Image
 import app
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, GROUP
 from tests.helpers.paths import ARTIFACTS
 from tests.helpers.video_clips import moving_faces_clip
@@ -29,20 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-pytestmark = [pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"),
-              pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
-    return EmotionRecognizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def url(recognizer: EmotionRecognizer) -> Iterator[str]:
-    with launched_demo(recognizer) as demo:
-        yield demo.local_url
+pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)")
 
 
 def write_y4m(image: Image.Image, path: Path, frames: int = 2) -> Path:

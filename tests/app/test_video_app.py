@@ -20,14 +20,6 @@ from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT
 from tests.helpers.video_clips import Clip, moving_faces_clip
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-
-
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
-    return EmotionRecognizer.from_pretrained(tiny_model_dir)
-
 
 @pytest.fixture(scope="module")
 def client(recognizer: EmotionRecognizer) -> Iterator[Client]:

@@ -136,3 +136,16 @@ def drop_stream(url: str, index: int, data: list, read_s: float) -> list[dict]:
     """Join a stream, read its messages for read_s seconds, then hang up without closing it; the messages seen."""
     session_hash, _ = join(url, index, data)
     return queue_messages(url, session_hash, set(), read_s)
+
+
+def assert_one_generic_refusal(answers: dict[str, tuple[str, Any]], server_paths: dict[str, str], shown: str,
+                               not_uploaded: str, with_meta: bool) -> None:
+    """Attack 1's verdict: every server path got the same error, byte for byte (no "file not found" / "folder"
+    oracle), naming none of them; a path-only file object gets the app's `not_uploaded` message (gradio itself
+    refuses file objects with meta outside its upload folder). `shown`: the answer whose message is checked."""
+    assert all(kind == "error" for kind, _ in answers.values()), answers
+    assert len({json.dumps(answer) for answer in answers.values()}) == 1, answers
+    message = str(answers[shown][1])
+    assert not any(path in message for path in server_paths.values()), message
+    if not with_meta:
+        assert message.startswith(not_uploaded), message

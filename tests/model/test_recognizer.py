@@ -16,11 +16,6 @@ from tests.helpers.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, COFFEE, 
 from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 
 
-@pytest.fixture(scope="module")
-def recognizer(tiny_model_dir: Path) -> EmotionRecognizer:
-    return EmotionRecognizer.from_pretrained(tiny_model_dir)
-
-
 def forward_batches(recognizer: EmotionRecognizer) -> list[int]:
     """Batch sizes of every model forward from now on (a hook records them)."""
     sizes: list[int] = []

@@ -11,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +29,8 @@ from fer_model.calibration import fit_temperature, negative_log_likelihood
 from fer_model.data import load_fer2013
 from fer_model.evaluation import split_logits
 from fer_model.loading import DEFAULT_MODEL_ID
-from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
-from tests.helpers.train_runs import QUICK
+from tests.helpers.train_runs import cli_command, run_until_killed, without_timings
 from train import train as train_script
 from train.checkpoints import BEST_MODEL_DIR, CheckpointError, verify_checkpoint
 
@@ -43,18 +38,6 @@ from train.checkpoints import BEST_MODEL_DIR, CheckpointError, verify_checkpoint
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_hub_folder(tmp_path_factory.mktemp("fer-tiny")))
-
-
-# Every stateful part a resume must restore: schedule, augmentation and MixUp RNGs, dropout, EMA, the
-# training state; one checkpoint kept (accelerate's total_limit).
-STATEFUL = ["--epochs", "2", "--augment", "--scheduler", "onecycle", "--head_dropout", "0.2", "--mixup_alpha", "0.4",
-            "--ema_decay", "0.6", "--checkpoints_total_limit", "1"]
-TIMINGS = ("images_per_second", "images_per_second_median", "train_time_s", "wall_time_s")
-
-
-def cli_command(dataset_dir: str, output_dir: Path) -> list[str]:
-    return [sys.executable, "train/train.py", *QUICK, *STATEFUL, "--dataset", dataset_dir,
-            "--output_dir", str(output_dir), "--report_to", "tensorboard", "--tta", "flip"]
 
 
 @pytest.fixture(scope="module")
@@ -74,34 +57,10 @@ def cli_run(dataset_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return output_dir, stdout.getvalue()
 
 
-def without_timings(metrics: dict) -> dict:
-    metrics = json.loads(json.dumps(metrics))
-    for record in [*metrics["validation"]["history"], metrics["training"]]:
-        for key in TIMINGS:
-            record.pop(key, None)
-    return metrics
-
-
 @pytest.fixture(scope="module")
 def killed_run(cli_run: tuple[Path, str], dataset_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The cli_run command again, SIGKILLed once epoch 1's checkpoint exists and epoch 2 has started."""
-    output_dir = tmp_path_factory.mktemp("killed") / "fer-tiny-model"
-    logs = output_dir.parent
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with (logs / "stdout.txt").open("w") as stdout, (logs / "stderr.txt").open("w") as stderr:
-        process = subprocess.Popen(cli_command(dataset_dir, output_dir), cwd=REPO, stdout=stdout, stderr=stderr,
-                                   env=env)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            first_done = "epoch 1/2:" in (logs / "stdout.txt").read_text()
-            if first_done and "epoch 2:" in (logs / "stderr.txt").read_text():  # tqdm's bar of epoch 2
-                break
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    return {"output_dir": output_dir, "returncode": process.returncode,
-            "checkpoints": sorted(p.name for p in (output_dir / "checkpoints").iterdir() if p.is_dir()),
-            "stdout": (logs / "stdout.txt").read_text(), "stderr": (logs / "stderr.txt").read_text()}
+    return run_until_killed(cli_command(dataset_dir, tmp_path_factory.mktemp("killed") / "fer-tiny-model"))
 
 
 @pytest.fixture(scope="module")

@@ -39,25 +39,8 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
     """vgg16_bn, a wider head, dropout, the plateau schedule, gradient clamping, label smoothing, MixUp, the
     resized crop, random-area erasing, drop_last and EMA in one run, stopped after epoch 1 and resumed; then
     --export_int8 and the push, checked at the HfApi boundary (one upload, no checkpoints/logs)."""
-    from huggingface_hub import HfApi, RepoUrl
-    from huggingface_hub.utils import filter_repo_objects
-
     dataset = write_hub_folder(tmp_path / "data", {"train": 30, "validation": 14, "test": 13})
-    calls = []
-
-    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
-        calls.append(("create_repo", repo_id, private, exist_ok))
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):
-        root = Path(folder_path)
-        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
-        uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
-        card = ModelCard.load(root / "README.md")
-        calls.append(("upload_folder", repo_id, uploaded, card.data.eval_results[0].metric_value))
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    calls = record_hub_calls(monkeypatch)
     output_dir = tmp_path / "out"
     options = ["--backbone", "vgg16_bn", "--image_size", "48", "--hidden_size", "64", "--head_dropout", "0.3",
                "--scheduler", "plateau", "--plateau_patience", "0", "--plateau_factor", "0.5",
@@ -111,9 +94,35 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
     assert card_accuracy == metrics["accuracy"]
     card = ModelCard.load(output_dir / "README.md")
     assert card.data.model_name == "someone/fer-vgg16-test" and 'model="someone/fer-vgg16-test"' in card.text
+    assert_int8_served(output_dir, metrics, dataset)
 
-    # the int8 file belongs to the published weights: served by default, without a fingerprint warning, and
-    # its test accuracy in metrics.json is what `evaluate --onnx auto` measures
+
+def record_hub_calls(monkeypatch) -> list[tuple]:
+    """HfApi's create_repo and upload_folder replaced by recorders (what would be uploaded, the card's accuracy)."""
+    from huggingface_hub import HfApi, RepoUrl
+    from huggingface_hub.utils import filter_repo_objects
+
+    calls = []
+
+    def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
+        calls.append(("create_repo", repo_id, private, exist_ok))
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        root = Path(folder_path)
+        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+        uploaded = sorted(filter_repo_objects(files, ignore_patterns=ignore_patterns))
+        card = ModelCard.load(root / "README.md")
+        calls.append(("upload_folder", repo_id, uploaded, card.data.eval_results[0].metric_value))
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def assert_int8_served(output_dir: Path, metrics: dict, dataset: Path) -> None:
+    """The int8 file belongs to the published weights: served by default, without a fingerprint warning, and
+    its test accuracy in metrics.json is what `evaluate --onnx auto` measures."""
     int8 = output_dir / "model_int8.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
