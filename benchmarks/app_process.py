@@ -1,5 +1,6 @@
-"""`python app.py` in a subprocess on a free loopback port, and a random-init model folder for it: what the load
-and soak benchmarks (and tests/app/test_app_under_load.py) start, so they measure the real entry point."""
+"""`python app.py` in a subprocess on a free loopback port, and a random-init model folder: what the load and soak
+benchmarks (and tests/app/test_app_under_load.py) start, so they measure the real entry point. The random model
+(speed does not depend on the weights) serves the other benchmarks too (inference, folder_predict, video)."""
 
 from __future__ import annotations
 

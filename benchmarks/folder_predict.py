@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from app_process import save_random_model  # benchmarks/app_process.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = {"pytorch fp32": ["--no-onnx"], "onnxruntime int8": []}  # int8: the folder's model_int8.onnx
 
@@ -61,16 +63,13 @@ def model_folder(target: Path, source: str | None, dataset: str | None) -> Path:
     """A model folder with a fingerprinted model_int8.onnx: --model's weights (or random-init), exported here."""
     import torch
 
-    from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
     from fer_model.configuration import input_size
     from fer_model.loading import load_model
     from fer_model.onnx_runtime import CALIBRATION_SAMPLES, INT8_FILENAME, export_onnx
 
-    if source:
-        model, processor = load_model(source)
-    else:
-        torch.manual_seed(0)
-        model, processor = FerForImageClassification(FerConfig()).eval(), FerImageProcessor()
+    if not source:
+        return save_random_model(target, int8=True)
+    model, processor = load_model(source)
     model.save_pretrained(target)
     processor.save_pretrained(target)
     if dataset:

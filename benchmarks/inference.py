@@ -135,16 +135,13 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(ROOT))  # run from a checkout, no install needed
-    from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, FerImageProcessor
+    from app_process import save_random_model  # benchmarks/app_process.py, beside this script
+
+    from fer_model import EmotionRecognizer
     from fer_model.onnx_runtime import OnnxClassifier, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            model_dir = f"{tmp}/random"
-            torch.manual_seed(0)
-            FerForImageClassification(FerConfig()).save_pretrained(model_dir)
-            FerImageProcessor().save_pretrained(model_dir)
+        model_dir = args.model or str(save_random_model(Path(tmp) / "random"))
         recognizer = EmotionRecognizer.from_pretrained(model_dir, onnx=None)  # PyTorch: the baseline
         model = recognizer.model
         fp32 = export_onnx(model, f"{tmp}/fp32.onnx")

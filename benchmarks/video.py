@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from app_process import save_random_model  # benchmarks/app_process.py, beside this script
 from timing import run_fer_script  # benchmarks/timing.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,21 +68,7 @@ def measure_fer(clip: str, warmup: str, outdir: str) -> dict[str, float]:
 
 def model_folder(model: str | None, tmp: Path) -> str:
     """--model, else a random-init model with an int8 export (random calibration) in a temporary folder."""
-    if model:
-        return model
-    import torch
-
-    from fer_model import FerConfig, FerForImageClassification, FerImageProcessor
-    from fer_model.onnx_runtime import INT8_FILENAME, export_onnx
-
-    folder = tmp / "random"
-    torch.manual_seed(0)
-    network = FerForImageClassification(FerConfig()).eval()
-    network.save_pretrained(folder)
-    FerImageProcessor().save_pretrained(folder)
-    calibration = torch.randn(64, 3, network.config.image_size, network.config.image_size).numpy()
-    export_onnx(network, folder / INT8_FILENAME, calibration=calibration)
-    return str(folder)
+    return model or str(save_random_model(tmp / "random", int8=True))
 
 
 def measure_ours(folder: str, onnx: str, clip: Path, warmup: Path, fps: float, out: Path) -> dict[str, float]:

@@ -188,13 +188,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def calibration_batch(source: str, config: object, samples: int) -> object:
-    """pixel_values of `samples` training faces (seeded sample: splits may be sorted by label)."""
-    from .data import load_fer2013, split_to_tensors
+    """pixel_values of `samples` training faces (onnx_runtime.int8_calibration_faces: a seeded sample)."""
+    from .data import load_fer2013
     from .image_processing import gray_to_pixel_values
+    from .onnx_runtime import int8_calibration_faces
 
     train = load_fer2013(source, splits=("train",))["train"]
-    images, _ = split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))
-    return gray_to_pixel_values(images, config).numpy()
+    return gray_to_pixel_values(int8_calibration_faces(train, samples), config).numpy()
 
 
 COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run_export_onnx,

@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .images import ImageLoadError, load_image
+from PIL import Image
 
-# Files taken from a folder: the suffixes of the formats load_image decodes (fer_model.images.FORMATS).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+from .images import FORMATS, ImageLoadError, load_image
+
+# Files taken from a folder: the suffixes PIL registers for the formats load_image decodes (fer_model.images.FORMATS).
+IMAGE_SUFFIXES = tuple(sorted(suffix for suffix, name in Image.registered_extensions().items() if name in FORMATS))
 CSV_COLUMNS = ("file", "face", "face_found", "x", "y", "width", "height", "label", "score")  # + one per emotion
 
 

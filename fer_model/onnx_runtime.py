@@ -25,6 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,14 @@ CALIBRATION_METHODS = ("Percentile", "MinMax", "Entropy")  # onnxruntime's Calib
 # Training faces that calibrate int8. onnxruntime keeps every activation of every face in memory while it
 # calibrates (about 6 MB a face here), and 1,024 or 2,048 faces measured no better than 512 with Percentile.
 CALIBRATION_SAMPLES = 512
+
+
+def int8_calibration_faces(train: Any, samples: int = CALIBRATION_SAMPLES) -> torch.Tensor:
+    """The uint8 faces that calibrate int8: a seeded sample of a `load_fer2013` train split (which may be sorted
+    by label), the same for `export-onnx --int8` and train.py's --export_int8."""
+    from .data import split_to_tensors
+
+    return split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))[0]
 
 
 class OnnxMismatchError(ValueError):

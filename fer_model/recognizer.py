@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,12 @@ class EmotionRecognizer:
         return cls(model, processor, tta=tta, **kwargs)
 
     @property
+    def onnx_file(self) -> Path | None:
+        """The ONNX file onnxruntime runs the model from, or None when PyTorch runs it."""
+        path = getattr(self.runtime, "path", None)
+        return Path(path) if path else None
+
+    @property
     def labels(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
@@ -97,7 +104,8 @@ class EmotionRecognizer:
         large folder); once they make `batch_size` model inputs (a face is one per TTA view; None: at the end)
         they go through the model in one forward pass and their images' results are yielded.
         """
-        views = len(tta_views(torch.zeros(1, 3, 48, 48), self.tta))  # model inputs per face
+        # model inputs per face (one per TTA view); recognize() (batch_size None) never needs the count
+        views = 1 if batch_size is None else len(tta_views(torch.zeros(1, 3, 48, 48), self.tta))
         pending: list[tuple[bool, list[Box], list[ImageInput]]] = []
         for image in images:
             pending.append(self.locate(image))

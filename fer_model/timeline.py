@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 
 from .annotation import label_colours
-from .video_results import FaceRow, summarize_faces
+from .video_results import FaceRow, face_summary, rows_by_face
 
 MAX_FACES = 6  # a crowd would make an unreadable plot; the CSV has every face
 PANEL_HEIGHT_IN, WIDTH_IN, DPI = 2.0, 10.0, 100
@@ -23,15 +23,13 @@ def plot_timeline(rows: Sequence[FaceRow], labels: Sequence[str], duration_s: fl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    by_face: dict[int, list[FaceRow]] = {}
-    for row in rows:
-        by_face.setdefault(row.face_id, []).append(row)
+    by_face = rows_by_face(rows)
     shown = sorted(sorted(by_face, key=lambda face_id: -len(by_face[face_id]))[:MAX_FACES])
     figure = Figure(figsize=(WIDTH_IN, 1.0 + PANEL_HEIGHT_IN * max(1, len(shown))), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(max(1, len(shown)), 1, sharex=True, squeeze=False)[:, 0]
     colours = label_colours(labels)
-    summaries = {face["face_id"]: face for face in summarize_faces(rows, labels)}
+    summaries = {face_id: face_summary(face_id, by_face[face_id], labels) for face_id in shown}
     for ax, face_id in zip(axes, shown, strict=False):
         times, scores = _with_gaps(by_face[face_id], labels, 1.5 * interval_s)
         for label in labels:

@@ -119,8 +119,7 @@ def _report(bar: Any, on_progress: Progress | None, frames_read: int, expected: 
 
 def runtime_name(recognizer: Any) -> str:
     """What classified the faces: "onnxruntime (model_int8.onnx)" or "pytorch"."""
-    path = getattr(recognizer.runtime, "path", None)
-    return f"onnxruntime ({Path(path).name})" if path else "pytorch"
+    return f"onnxruntime ({recognizer.onnx_file.name})" if recognizer.onnx_file else "pytorch"
 
 
 def expected_frames(info: VideoInfo) -> int:

@@ -46,15 +46,21 @@ def write_csv(rows: Sequence[FaceRow], labels: Sequence[str], path: str | os.Pat
                              *(f"{row.scores[label]:.6f}" for label in labels)])
 
 
-def summarize_faces(rows: Sequence[FaceRow], labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Per face id (in order of appearance): frames seen, first/last time, share per emotion, dominant emotion."""
+def rows_by_face(rows: Sequence[FaceRow]) -> dict[int, list[FaceRow]]:
+    """The rows of each face id, in time order."""
     by_face: dict[int, list[FaceRow]] = {}
     for row in rows:
         by_face.setdefault(row.face_id, []).append(row)
-    return [_face_summary(face_id, seen, labels) for face_id, seen in sorted(by_face.items())]
+    return by_face
 
 
-def _face_summary(face_id: int, seen: list[FaceRow], labels: Sequence[str]) -> dict[str, Any]:
+def summarize_faces(rows: Sequence[FaceRow], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Per face id (in order of appearance): frames seen, first/last time, share per emotion, dominant emotion."""
+    return [face_summary(face_id, seen, labels) for face_id, seen in sorted(rows_by_face(rows).items())]
+
+
+def face_summary(face_id: int, seen: list[FaceRow], labels: Sequence[str]) -> dict[str, Any]:
+    """One face's entry of summary.json, from its rows (`seen`, in time order)."""
     count = len(seen)
     share = {label: round(sum(row.label == label for row in seen) / count, 4) for label in labels}
     mean = {label: round(sum(row.scores[label] for row in seen) / count, 4) for label in labels}

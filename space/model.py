@@ -13,7 +13,6 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.onnx_runtime import onnx_choice
@@ -48,13 +47,12 @@ def reported_test_accuracy(source: str) -> float | None:
     return float(accuracy) if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) else None
 
 
-def runtime_title(recognizer: Any) -> str:
+def runtime_title(recognizer: EmotionRecognizer) -> str:
     """What runs the classifier, for the header: onnxruntime and the file's name, or PyTorch."""
-    path = getattr(recognizer.runtime, "path", None)
-    return f"onnxruntime (`{Path(path).name}`)" if path else "PyTorch"
+    return f"onnxruntime (`{recognizer.onnx_file.name}`)" if recognizer.onnx_file else "PyTorch"
 
 
-def model_header(source: str, recognizer: Any) -> str:
+def model_header(source: str, recognizer: EmotionRecognizer) -> str:
     """ "Model: `fer-vgg16` (test accuracy 66.98 %), run by onnxruntime (`model_int8.onnx`)." """
     accuracy = reported_test_accuracy(source)
     score = f" (test accuracy {100 * accuracy:.2f} %)" if accuracy is not None else ""

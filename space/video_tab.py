@@ -71,6 +71,7 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
     def analyze_clip(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         if video is None:  # the input was cleared
             return None, None, None, None, None, ""
+
         def report(done: int, total: int | None) -> None:
             progress((done, total or None), desc="Analysing", unit="frames")
 

@@ -2,9 +2,10 @@
 
 Temperature scaling (fer_model/calibration.py) is fitted on the validation split's UNCALIBRATED logits, which
 train/evaluation.py gathers with gather_for_metrics (every sample once, however many processes). The main
-process fits it, writes it into OUTPUT_DIR/config.json (`write_temperature`: a temporary file, then
-os.replace, so a checkpoint's hard link to the old config.json keeps the content its manifest recorded) and
-draws the test reliability diagram; the figures are broadcast so every process evaluates with the same T.
+process fits it, writes it into OUTPUT_DIR/config.json and draws the test reliability diagram
+(`write_calibration`, as `python -m fer_model calibrate` does: config.json via a temporary file and os.replace,
+so a checkpoint's hard link to the old config.json keeps the content its manifest recorded); the figures are
+broadcast so every process evaluates with the same T.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
-from fer_model.calibration import RELIABILITY_PNG, calibration_metrics, plot_reliability_diagram, write_temperature
+from fer_model.calibration import RELIABILITY_PNG, write_calibration
 
 
 def calibrate_best_model(accelerator: Accelerator, output_dir: Path, validation: tuple[torch.Tensor, torch.Tensor],
@@ -25,10 +26,8 @@ def calibrate_best_model(accelerator: Accelerator, output_dir: Path, validation:
     "calibration" entry of metrics.json (temperature, validation and test ECE / NLL before and after), the same
     on every process."""
     shared: list[dict[str, Any] | None] = [None]
-    if accelerator.is_main_process:
-        metrics = calibration_metrics(validation, test)
-        write_temperature(output_dir, metrics["temperature"])
-        plot_reliability_diagram(*test, metrics["temperature"], output_dir / RELIABILITY_PNG, title="FER2013 test")
+    if accelerator.is_main_process:  # what `python -m fer_model calibrate` writes, from the gathered logits
+        metrics = write_calibration(output_dir, validation, test, plot=output_dir / RELIABILITY_PNG)
         shared = [{**metrics, "reliability_diagram": RELIABILITY_PNG}]
     metrics = broadcast_object_list(shared)[0]
     test = metrics["test"]

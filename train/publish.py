@@ -21,7 +21,7 @@ from fer_model import FerForImageClassification, FerImageProcessor
 from fer_model.card import CONFUSION_MATRIX_PNG, render_model_card
 from fer_model.evaluation import plot_confusion_matrix, predict_logits
 from fer_model.image_processing import gray_to_pixel_values
-from fer_model.onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, INT8_FILENAME, OnnxClassifier, export_onnx
+from fer_model.onnx_runtime import CALIBRATION_METHODS, INT8_FILENAME, OnnxClassifier, export_onnx
 from train.checkpoints import replace_files
 
 # Never uploaded: resume checkpoints, TensorBoard logs, and any staging folder a killed run left (.best-*).
@@ -54,14 +54,15 @@ def command_line(argv: list[str], num_processes: int) -> str:
 def export_int8(accelerator: Accelerator, output_dir: Path, faces: torch.Tensor,
                 test: tuple[torch.Tensor, torch.Tensor], batch_size: int = 256) -> dict[str, Any]:
     """--export_int8: OUTPUT_DIR/model_int8.onnx, exported from the folder as saved (on the CPU, main process)
-    and calibrated on `faces` (uint8 training faces, chosen as `python -m fer_model export-onnx --int8` chooses
-    them), as that command writes it: fingerprinted, so the recognizer serves it by default. Its accuracy on
-    `test` (uint8 faces, labels in the model's order) is measured with onnxruntime: the "int8" metrics entry."""
+    and calibrated on `faces` (fer_model.onnx_runtime.int8_calibration_faces, as `python -m fer_model
+    export-onnx --int8` chooses them), as that command writes it: fingerprinted, so the recognizer serves it by
+    default. Its accuracy on `test` (uint8 faces, labels in the model's order) is measured with onnxruntime: the
+    "int8" metrics entry."""
     accelerator.wait_for_everyone()
     shared: list[dict[str, Any] | None] = [None]
     if accelerator.is_main_process:
         model = FerForImageClassification.from_pretrained(output_dir).eval()
-        calibration = gray_to_pixel_values(faces, model.config).numpy()  # as calibration_batch makes them
+        calibration = gray_to_pixel_values(faces, model.config).numpy()  # as `export-onnx --int8` makes them
         path = export_onnx(model, output_dir / INT8_FILENAME, calibration=calibration)
         classifier = OnnxClassifier(path, temperature=model.config.temperature)
         images, labels = test
@@ -73,14 +74,6 @@ def export_int8(accelerator: Accelerator, output_dir: Path, faces: torch.Tensor,
         print(f"int8 ONNX written to {path} (test accuracy {shared[0]['test_accuracy']:.4f} with onnxruntime)")
     accelerator.wait_for_everyone()
     return broadcast_object_list(shared)[0]
-
-
-def int8_calibration_faces(train: Any, samples: int = CALIBRATION_SAMPLES) -> torch.Tensor:
-    """uint8 faces of a `load_fer2013` train split for int8 calibration: the seeded sample that
-    fer_model.__main__.calibration_batch takes (splits may be sorted by label)."""
-    from fer_model.data import split_to_tensors
-
-    return split_to_tensors(train.shuffle(seed=0).select(range(min(samples, len(train)))))[0]
 
 
 def write_model_folder(output_dir: Path, metrics: dict[str, Any], recipe: dict[str, Any], *, dataset: str,

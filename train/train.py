@@ -44,13 +44,14 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from fer_model import FerConfig, FerForImageClassification  # noqa: E402
 from fer_model.data import load_fer2013, split_to_tensors  # noqa: E402
+from fer_model.onnx_runtime import int8_calibration_faces  # noqa: E402
 from train.augment import build_augment, build_mixup  # noqa: E402
 from train.batches import DeviceBatches  # noqa: E402
 from train.checkpoints import load_checkpoint, project_configuration, resume_checkpoint, save_checkpoint  # noqa: E402
 from train.ema import EMAModel  # noqa: E402
 from train.evaluation import evaluate_best_model, validate, without_compile  # noqa: E402
 from train.optim import build_optimizer, build_scheduler, stepped_per_epoch  # noqa: E402
-from train.publish import export_int8, int8_calibration_faces, save_best_model, write_model_folder  # noqa: E402
+from train.publish import export_int8, save_best_model, write_model_folder  # noqa: E402
 from train.recipe import Recipe, RunOptions, parse_args  # noqa: E402
 
 PROJECT_NAME = "fer-vgg16"

@@ -20,12 +20,11 @@ from fer_model.__main__ import calibration_batch
 from fer_model.data import load_fer2013, split_to_tensors
 from fer_model.evaluation import evaluate_folder
 from fer_model.image_processing import gray_to_pixel_values
-from fer_model.onnx_runtime import CALIBRATION_SAMPLES, OnnxClassifier, check_belongs
+from fer_model.onnx_runtime import CALIBRATION_SAMPLES, OnnxClassifier, check_belongs, int8_calibration_faces
 from tests.helpers.image_files import ASTRONAUT
 from tests.helpers.tiny_fer import write_hub_folder
 from tests.helpers.train_runs import QUICK
 from train import train as train_script
-from train.publish import int8_calibration_faces
 
 
 @pytest.fixture
