@@ -5,8 +5,8 @@
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
 ONNX file when it has one (--no-onnx or FER_ONNX=none: PyTorch). fer_model does the work; this file is the UI, the
-space/ package beside it its guards (README, Reliability). API: `predict` (an image file in, the faces as JSON out)
-and `predict_video` (a video file in; the summary, the CSV, the annotated video and the timeline out).
+space/ package beside it its guards (README, Reliability). API: `predict(image) -> faces, annotated image` and
+`predict_video(video) -> summary, csv, annotated video, timeline`, local files sent with handle_file; no MCP.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, An
                        "Try another photo.", title="Analysis failed") from error
 
 
+def scaled_faces(faces: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
+    """The faces with their boxes in a resized copy's pixels (`scale` = copy width / original width)."""
+    if scale == 1.0:
+        return faces
+    return [{**face, "box": [round(v * scale) for v in face["box"]]} for face in faces]
+
+
 def table_rows(faces: list[dict[str, Any]]) -> list[list[Any]]:
     return [[i, f["label"], round(f["score"], 3), *f["box"]] for i, f in enumerate(faces, 1)]
 
@@ -79,12 +86,20 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     """The Blocks app around one loaded recognizer (tests pass a small random model)."""
     labels = recognizer.labels
 
-    def predict(image: Image.Image) -> dict:
-        """Faces in an image file: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}.
+    def predict(image: Image.Image) -> tuple[dict, Image.Image]:
+        """Faces and their emotions in one photo: send a local file, handle_file("photo.jpg") (JPEG, PNG, WebP,
+        GIF, BMP or TIFF, at most 20 MB); URLs and server paths are not read.
 
-        Boxes are in the uploaded image's pixels (the recognizer downscales large images internally).
+        Args:
+            image: the photo, as a file sent by the client (handle_file).
+        Returns:
+            faces: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}, boxes in
+            the sent photo's pixels, faces numbered left to right (the whole image when no face is found).
+            annotated image: the photo (at most 1280 px a side) with each face boxed, numbered and labelled.
         """
-        return recognize(recognizer, image)
+        result = recognize(recognizer, image)
+        shown = fit_within(image, MAX_SIDE)
+        return result, draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
 
     def analyze(image: Image.Image | None) -> tuple:
         if image is None:  # the input was cleared
@@ -138,7 +153,9 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
                         f"model {LIVE_LIMIT_S} s, then queues again, so viewers take turns.")
         with gr.Tab("Video"):
             build_video_tab(recognizer)
-        api_image, api_result = UploadedImage(type="pil", visible=False), gr.JSON(label="faces", visible=False)
+        api_image = UploadedImage(label="image", type="pil", visible=False)
+        api_outputs = [gr.JSON(label="faces", visible=False),
+                       gr.Image(label="annotated image", type="pil", format="jpeg", visible=False)]
 
         photo.change(analyze, photo, [annotated, probabilities, table, result_json, message],
                      api_visibility="private", **model_events)
@@ -146,7 +163,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         webcam.stream(live, webcam, [live_annotated, live_probabilities], stream_every=LIVE_EVERY_S,
                       time_limit=LIVE_LIMIT_S, concurrency_limit=1, concurrency_id="live",
                       api_visibility="private", show_progress="hidden")
-        gr.on([], predict, api_image, api_result, api_name="predict", **model_events)  # the API, no UI trigger
+        gr.on([], predict, api_image, api_outputs, api_name="predict", **model_events)  # the API, no UI trigger
     return queue_every_event(demo)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from app_process import Server  # noqa: E402  (benchmarks/app_process.py: app.py on a free port)
+from app_process import Server  # benchmarks/app_process.py: app.py on a free port
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]
 
