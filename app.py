@@ -22,27 +22,30 @@ from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
+from space.live_tab import LIVE_EVERY_S, LIVE_JS, LIVE_LIMIT_S, build_live_tab
 from space.model import LOCAL_RELEASE, ROOT, load_recognizer, model_header, model_title, resolve_model_source
 from space.server import (
     CONCURRENCY,
     DELETE_CACHE,
-    LAUNCH_OPTIONS,
     MAX_FILE_SIZE,
     MAX_QUEUE,
     SESSIONS_KEPT,
     queue_every_event,
     return_freed_memory,
 )
+from space.server import LAUNCH_OPTIONS as SERVER_LAUNCH_OPTIONS
 from space.uploads import NOT_UPLOADED, UploadedImage, decode_data_url, read_upload
 from space.video_tab import build_video_tab
 
-__all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LOCAL_RELEASE", "MAX_FILE_SIZE", "MAX_QUEUE",
-           "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url", "load_recognizer", "model_title",
-           "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
+__all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LIVE_EVERY_S", "LIVE_LIMIT_S", "LOCAL_RELEASE",
+           "MAX_FILE_SIZE", "MAX_QUEUE", "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url",
+           "load_recognizer", "model_title", "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
 
 EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "coffee.jpg")]
-LIVE_EVERY_S = 0.5  # the webcam sends one frame every 0.5 s
-LIVE_LIMIT_S = 10  # a stream holds its slot 10 s, then the browser queues again; a vanished client no longer
+# The annotated images start below their label and buttons, which gradio draws over the image's top corners: a
+# face's label at the top right stays visible.
+PAGE_CSS = "#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }"
+LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
 def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, Any]:
@@ -112,9 +115,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         probabilities = gr.Label(value=faces[best]["scores"], label=title)
         return draw_faces(image, faces, labels), probabilities, table_rows(faces), result, status(result)
 
-    def live(frame: Image.Image | None) -> tuple:
-        if frame is None:
-            return None, None
+    def live(frame: Image.Image) -> tuple:
         image = fit_within(frame, MAX_SIDE)
         result = recognize(recognizer, image)
         faces = result["faces"] if result["face_found"] else []
@@ -135,22 +136,14 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
                                 label="Examples (public domain)", cache_examples=False, api_visibility="private")
                 with gr.Column():
                     annotated = gr.Image(label="Faces", type="pil", format="png", interactive=False,
-                                         elem_id="annotated")
+                                         elem_id="annotated", buttons=["download", "fullscreen"])
                     message = gr.Markdown(elem_id="status")
                     probabilities = gr.Label(label="Probabilities", num_top_classes=len(labels),
                                              elem_id="probabilities")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces", interactive=False, elem_id="faces")
             result_json = gr.JSON(label="JSON (what the API returns)", elem_id="json")
         with gr.Tab("Live"):
-            with gr.Row():
-                webcam = UploadedImage(label="Webcam", sources=["webcam"], type="pil", streaming=True,
-                                       elem_id="webcam", webcam_options=gr.WebcamOptions(mirror=False))
-                with gr.Column():
-                    live_annotated = gr.Image(label="Faces", interactive=False, elem_id="live-annotated")
-                    live_probabilities = gr.Label(label="Largest face", num_top_classes=len(labels),
-                                                  elem_id="live-probabilities")
-            gr.Markdown(f"One frame every {LIVE_EVERY_S} s is analysed. One stream at a time: each holds the "
-                        f"model {LIVE_LIMIT_S} s, then queues again, so viewers take turns.")
+            build_live_tab(live)
         with gr.Tab("Video"):
             build_video_tab(recognizer)
         api_image = UploadedImage(label="image", type="pil", visible=False)
@@ -160,9 +153,6 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         photo.change(analyze, photo, [annotated, probabilities, table, result_json, message],
                      api_visibility="private", **model_events)
         table.select(select_face, result_json, probabilities, api_visibility="private")
-        webcam.stream(live, webcam, [live_annotated, live_probabilities], stream_every=LIVE_EVERY_S,
-                      time_limit=LIVE_LIMIT_S, concurrency_limit=1, concurrency_id="live",
-                      api_visibility="private", show_progress="hidden")
         gr.on([], predict, api_image, api_outputs, api_name="predict", **model_events)  # the API, no UI trigger
     return queue_every_event(demo)
 
