@@ -1,6 +1,7 @@
 """FER-VGG16 Space: every face in a photo, a webcam stream or a video, boxed and labelled with its emotion.
 
-    python app.py [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop] [--onnx MODEL.onnx | --no-onnx]
+    python app.py [--host 0.0.0.0] [--port 7860] [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop]
+                  [--onnx MODEL.onnx | --no-onnx]
 
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
@@ -157,8 +158,19 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     return queue_every_event(demo)
 
 
+def port_number(text: str) -> int:
+    """--port's type: an integer in 1..65535, else argparse's "invalid port_number value" with the reason."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return int(text)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=None, help="address to listen on, e.g. 0.0.0.0 for every interface "
+                        "(default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, default=None, help="port to listen on (default: "
+                        "GRADIO_SERVER_PORT, else 7860, else the next free one)")
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
@@ -175,4 +187,4 @@ MODEL_SOURCE = resolve_model_source(ARGS.model)
 demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx, ARGS.no_onnx), MODEL_SOURCE)
 
 if __name__ == "__main__":
-    demo.launch(**LAUNCH_OPTIONS)
+    demo.launch(server_name=ARGS.host, server_port=ARGS.port, **LAUNCH_OPTIONS)
