@@ -1,12 +1,13 @@
 """FER-VGG16 Space: every face in a photo, a webcam stream or a video, boxed and labelled with its emotion.
 
-    python app.py [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop] [--onnx MODEL.onnx | --no-onnx]
+    python app.py [--host 0.0.0.0] [--port 7860] [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop]
+                  [--onnx MODEL.onnx | --no-onnx]
 
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
 ONNX file when it has one (--no-onnx or FER_ONNX=none: PyTorch). fer_model does the work; this file is the UI, the
-space/ package beside it its guards (README, Reliability). API: `predict` (an image file in, the faces as JSON out)
-and `predict_video` (a video file in; the summary, the CSV, the annotated video and the timeline out).
+space/ package beside it its guards (README, Reliability). API: `predict(image) -> faces, annotated image` and
+`predict_video(video) -> summary, csv, annotated video, timeline`, local files sent with handle_file; no MCP.
 """
 
 from __future__ import annotations
@@ -22,27 +23,30 @@ from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
+from space.live_tab import LIVE_EVERY_S, LIVE_JS, LIVE_LIMIT_S, build_live_tab
 from space.model import LOCAL_RELEASE, ROOT, load_recognizer, model_header, model_title, resolve_model_source
 from space.server import (
     CONCURRENCY,
     DELETE_CACHE,
-    LAUNCH_OPTIONS,
     MAX_FILE_SIZE,
     MAX_QUEUE,
     SESSIONS_KEPT,
     queue_every_event,
     return_freed_memory,
 )
+from space.server import LAUNCH_OPTIONS as SERVER_LAUNCH_OPTIONS
 from space.uploads import NOT_UPLOADED, UploadedImage, decode_data_url, read_upload
 from space.video_tab import build_video_tab
 
-__all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LOCAL_RELEASE", "MAX_FILE_SIZE", "MAX_QUEUE",
-           "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url", "load_recognizer", "model_title",
-           "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
+__all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LIVE_EVERY_S", "LIVE_LIMIT_S", "LOCAL_RELEASE",
+           "MAX_FILE_SIZE", "MAX_QUEUE", "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url",
+           "load_recognizer", "model_title", "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
 
 EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "coffee.jpg")]
-LIVE_EVERY_S = 0.5  # the webcam sends one frame every 0.5 s
-LIVE_LIMIT_S = 10  # a stream holds its slot 10 s, then the browser queues again; a vanished client no longer
+# The annotated images start below their label and buttons, which gradio draws over the image's top corners: a
+# face's label at the top right stays visible.
+PAGE_CSS = "#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }"
+LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
 def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, Any]:
@@ -53,6 +57,13 @@ def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, An
     except Exception as error:
         raise gr.Error("Could not analyse this image: an internal error occurred (it is logged on the server). "
                        "Try another photo.", title="Analysis failed") from error
+
+
+def scaled_faces(faces: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
+    """The faces with their boxes in a resized copy's pixels (`scale` = copy width / original width)."""
+    if scale == 1.0:
+        return faces
+    return [{**face, "box": [round(v * scale) for v in face["box"]]} for face in faces]
 
 
 def table_rows(faces: list[dict[str, Any]]) -> list[list[Any]]:
@@ -79,12 +90,20 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     """The Blocks app around one loaded recognizer (tests pass a small random model)."""
     labels = recognizer.labels
 
-    def predict(image: Image.Image) -> dict:
-        """Faces in an image file: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}.
+    def predict(image: Image.Image) -> tuple[dict, Image.Image]:
+        """Faces and their emotions in one photo: send a local file, handle_file("photo.jpg") (JPEG, PNG, WebP,
+        GIF, BMP or TIFF, at most 20 MB); URLs and server paths are not read.
 
-        Boxes are in the uploaded image's pixels (the recognizer downscales large images internally).
+        Args:
+            image: the photo, as a file sent by the client (handle_file).
+        Returns:
+            faces: {"face_found": bool, "faces": [{"box": [x, y, w, h], "label", "score", "scores"}]}, boxes in
+            the sent photo's pixels, faces numbered left to right (the whole image when no face is found).
+            annotated image: the photo (at most 1280 px a side) with each face boxed, numbered and labelled.
         """
-        return recognize(recognizer, image)
+        result = recognize(recognizer, image)
+        shown = fit_within(image, MAX_SIDE)
+        return result, draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
 
     def analyze(image: Image.Image | None) -> tuple:
         if image is None:  # the input was cleared
@@ -97,9 +116,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         probabilities = gr.Label(value=faces[best]["scores"], label=title)
         return draw_faces(image, faces, labels), probabilities, table_rows(faces), result, status(result)
 
-    def live(frame: Image.Image | None) -> tuple:
-        if frame is None:
-            return None, None
+    def live(frame: Image.Image) -> tuple:
         image = fit_within(frame, MAX_SIDE)
         result = recognize(recognizer, image)
         faces = result["faces"] if result["face_found"] else []
@@ -120,38 +137,40 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
                                 label="Examples (public domain)", cache_examples=False, api_visibility="private")
                 with gr.Column():
                     annotated = gr.Image(label="Faces", type="pil", format="png", interactive=False,
-                                         elem_id="annotated")
+                                         elem_id="annotated", buttons=["download", "fullscreen"])
                     message = gr.Markdown(elem_id="status")
                     probabilities = gr.Label(label="Probabilities", num_top_classes=len(labels),
                                              elem_id="probabilities")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces", interactive=False, elem_id="faces")
             result_json = gr.JSON(label="JSON (what the API returns)", elem_id="json")
         with gr.Tab("Live"):
-            with gr.Row():
-                webcam = UploadedImage(label="Webcam", sources=["webcam"], type="pil", streaming=True,
-                                       elem_id="webcam", webcam_options=gr.WebcamOptions(mirror=False))
-                with gr.Column():
-                    live_annotated = gr.Image(label="Faces", interactive=False, elem_id="live-annotated")
-                    live_probabilities = gr.Label(label="Largest face", num_top_classes=len(labels),
-                                                  elem_id="live-probabilities")
-            gr.Markdown(f"One frame every {LIVE_EVERY_S} s is analysed. One stream at a time: each holds the "
-                        f"model {LIVE_LIMIT_S} s, then queues again, so viewers take turns.")
+            build_live_tab(live)
         with gr.Tab("Video"):
             build_video_tab(recognizer)
-        api_image, api_result = UploadedImage(type="pil", visible=False), gr.JSON(label="faces", visible=False)
+        api_image = UploadedImage(label="image", type="pil", visible=False)
+        api_outputs = [gr.JSON(label="faces", visible=False),
+                       gr.Image(label="annotated image", type="pil", format="jpeg", visible=False)]
 
         photo.change(analyze, photo, [annotated, probabilities, table, result_json, message],
                      api_visibility="private", **model_events)
         table.select(select_face, result_json, probabilities, api_visibility="private")
-        webcam.stream(live, webcam, [live_annotated, live_probabilities], stream_every=LIVE_EVERY_S,
-                      time_limit=LIVE_LIMIT_S, concurrency_limit=1, concurrency_id="live",
-                      api_visibility="private", show_progress="hidden")
-        gr.on([], predict, api_image, api_result, api_name="predict", **model_events)  # the API, no UI trigger
+        gr.on([], predict, api_image, api_outputs, api_name="predict", **model_events)  # the API, no UI trigger
     return queue_every_event(demo)
+
+
+def port_number(text: str) -> int:
+    """--port's type: an integer in 1..65535, else argparse's "invalid port_number value" with the reason."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return int(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=None, help="address to listen on, e.g. 0.0.0.0 for every interface "
+                        "(default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, default=None, help="port to listen on (default: "
+                        "GRADIO_SERVER_PORT, else 7860, else the next free one)")
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
@@ -168,4 +187,4 @@ MODEL_SOURCE = resolve_model_source(ARGS.model)
 demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx, ARGS.no_onnx), MODEL_SOURCE)
 
 if __name__ == "__main__":
-    demo.launch(**LAUNCH_OPTIONS)
+    demo.launch(server_name=ARGS.host, server_port=ARGS.port, **LAUNCH_OPTIONS)

@@ -36,7 +36,8 @@ RUNTIMES = {"pytorch fp32": ["--no-onnx"], "onnxruntime int8": ["--onnx", "auto"
 
 
 def valid_result(result: Any) -> bool:
-    """The predict endpoint's documented schema (README, API section)."""
+    """The predict endpoint's documented schema (README, API section): (faces, annotated image), the faces checked."""
+    result = result[0] if isinstance(result, (tuple, list)) and result else result
     if not isinstance(result, dict) or set(result) != {"face_found", "faces"}:
         return False
     if not isinstance(result["face_found"], bool):

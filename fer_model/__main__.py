@@ -81,13 +81,16 @@ def add_video_parser(commands: argparse._SubParsersAction) -> None:
                        help="longer videos are refused (default %(default)g)")
     video.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    video.add_argument("--json", action="store_true", help="print the summary as one JSON line (as summary.json) "
+                       "instead of one sentence per face")
     runtime = video.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file, 'auto' or 'none' (default: $FER_ONNX, else auto)")
     runtime.add_argument("--no-onnx", dest="no_onnx", action="store_true", help="run the PyTorch model")
 
 
 def run_video(args: argparse.Namespace) -> int:
-    """Analyse one video; its summary as JSON on stdout. A refused video: stderr names it and why, exit code 2."""
+    """Analyse one video; its summary on stdout, one sentence per face (--json: summary.json's line). A refused
+    video: stderr names it and why, exit code 2."""
     from transformers.utils import logging as transformers_logging
 
     from .onnx_runtime import onnx_choice
@@ -112,8 +115,25 @@ def run_video(args: argparse.Namespace) -> int:
         return 1
     for warning in summary["warnings"]:
         print(f"warning: {args.input}: {warning}", file=sys.stderr)
-    print(json.dumps(summary))
+    print(json.dumps(summary) if args.json else video_summary_text(summary, args.out))
     return 0
+
+
+def video_summary_text(summary: dict[str, Any], out: str) -> str:
+    """What `video` prints for a person: the clip in one line, then one sentence per face, then where the files are.
+    "Face 1: mostly happy (80 % of its 20 frames), seen from 0.0 s to 1.9 s." """
+    faces = summary["faces"]
+    count = f"{len(faces)} face{'s' if len(faces) != 1 else ''} followed" if faces else "no face found"
+    lines = [f"{summary['video']}: {summary['duration_s']:.1f} s, {summary['frames_analysed']} of "
+             f"{summary['frames_read']} frames analysed; {count}."]
+    for face in faces:
+        emotion = face["dominant_emotion"]
+        lines.append(f"Face {face['face_id']}: mostly {emotion} ({100 * face['share'][emotion]:.0f} % of its "
+                     f"{face['frames_seen']} frame{'s' if face['frames_seen'] != 1 else ''}), seen from "
+                     f"{face['first_seen_s']:.1f} s to {face['last_seen_s']:.1f} s.")
+    lines.append(f"Files in {out}: emotions.csv, summary.json, timeline.png, annotated.mp4 (--json: this summary "
+                 "as JSON).")
+    return "\n".join(lines)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -49,8 +49,22 @@ def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: S
         draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
         text = f"{number} {face['label']} {face['score']:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tag_height = bottom - top + 2 * width
-        tag_y = y - tag_height if y >= tag_height else y + h  # above the box, below it when no room
-        draw.rectangle((x, tag_y, x + right - left + 2 * width, tag_y + tag_height), fill=colour)
-        draw.text((x + width - left, tag_y + width - top), text, fill=TEXT_COLOUR, font=font)
+        tag = (right - left + 2 * width, bottom - top + 2 * width)
+        tag_x, tag_y = tag_position(face["box"], tag, canvas.size)
+        draw.rectangle((tag_x, tag_y, tag_x + tag[0] - 1, tag_y + tag[1] - 1), fill=colour)
+        draw.text((tag_x + width - left, tag_y + width - top), text, fill=TEXT_COLOUR, font=font)
     return canvas
+
+
+def tag_position(box: Sequence[int], tag: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner of a face's label: above the box, below it when no room, inside its top edge when neither
+    fits; shifted left so it ends inside the image (a face at the right edge keeps its whole label)."""
+    x, y, w, h = box
+    (tag_w, tag_h), (width, height) = tag, size
+    if y >= tag_h:
+        tag_y = y - tag_h
+    elif y + h + tag_h <= height:
+        tag_y = y + h
+    else:
+        tag_y = max(0, min(y, height - tag_h))
+    return max(0, min(x, width - tag_w)), tag_y

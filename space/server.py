@@ -64,7 +64,8 @@ async def sweep_cache(server: Any) -> AsyncIterator[None]:
     task.cancel()
 
 
-LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, app_kwargs={
+# mcp_server=False: the app is no MCP server, whatever GRADIO_MCP_SERVER says (README, API)
+LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, mcp_server=False, app_kwargs={
     "lifespan": sweep_cache,
     "exception_handlers": {KeyError: client_error, TypeError: client_error, FnIndexInferError: client_error}})
 

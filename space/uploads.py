@@ -84,7 +84,8 @@ def read_video_upload(payload: ImageData) -> str:
 class UploadData(ImageData):
     """gradio's ImageData; a bare string (a path or URL, not a file object) is read as a path: read_upload's hint."""
 
-    model_config = ConfigDict(json_schema_extra={"description": "An image file (handle_file) or a data: URL."})
+    model_config = ConfigDict(json_schema_extra={"description": "A local image file: handle_file(\"photo.jpg\") "
+                                                 "(at most 20 MB; URLs and server paths are not read)."})
 
     @model_validator(mode="before")
     @classmethod
@@ -95,7 +96,14 @@ class UploadData(ImageData):
 class VideoUploadData(UploadData):
     """The same file object for a video: no `meta` required, so that every refusal is read_video_upload's."""
 
-    model_config = ConfigDict(json_schema_extra={"description": "A video file (handle_file)."})
+    model_config = ConfigDict(json_schema_extra={"description": "A local video file: handle_file(\"clip.mp4\") "
+                                                 "(at most 60 s and 50 MB; URLs and server paths are not read)."})
+
+
+def local_file_example(name: str) -> dict[str, Any]:
+    """What the API page shows as the call: handle_file('photo.jpg'), a local file (gradio's default example is a
+    URL, which this server refuses)."""
+    return {"path": name, "url": name, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
 
 def refuse_urls(url_or_file_path: str | Path | None, refusal: str) -> None:
@@ -118,6 +126,9 @@ class UploadedImage(gr.Image):
         refuse_urls(url_or_file_path, NOT_UPLOADED)
         return await super().async_move_resource_to_block_cache(url_or_file_path)
 
+    def example_payload(self) -> dict[str, Any]:
+        return local_file_example("photo.jpg")
+
     def preprocess(self, payload: ImageData | None) -> Image.Image | None:
         return None if payload is None else read_upload(payload)
 
@@ -133,6 +144,9 @@ class UploadedVideo(gr.Video):
     async def async_move_resource_to_block_cache(self, url_or_file_path: str | Path | None) -> str | None:
         refuse_urls(url_or_file_path, NOT_UPLOADED_VIDEO)
         return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+    def example_payload(self) -> dict[str, Any]:
+        return local_file_example("clip.mp4")
 
     def preprocess(self, payload: ImageData | None) -> str | None:
         return None if payload is None else read_video_upload(payload)

@@ -80,10 +80,17 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
                 str(out / "emotions.csv"), video_status(summary))
 
     def predict_video(video: str) -> tuple[dict, str, str, str]:
-        """Faces and emotions over a video file (MP4, MOV, AVI or WebM; at most 60 s and 50 MB).
+        """Faces and their emotions over a video: send a local file, handle_file("clip.mp4") (MP4, MOV, AVI or
+        WebM; at most 60 s and 50 MB); URLs and server paths are not read.
 
-        Returns (summary, emotions.csv, annotated.mp4, timeline.png): the summary as in summary.json (per face: frames
-        seen, dominant emotion, share of each emotion; the video's duration and frames read and analysed).
+        Args:
+            video: the clip, as a file sent by the client (handle_file).
+        Returns:
+            summary: as summary.json: per face its frames seen, dominant emotion and share of each emotion; the
+            video's duration and frames read and analysed.
+            csv: emotions.csv, one row per face per analysed frame.
+            annotated video: annotated.mp4 (H.264), each face boxed and labelled with its number.
+            timeline: timeline.png, each face's emotion over time.
         """
         summary, out = run_analysis(recognizer, video)
         return summary, str(out / "emotions.csv"), str(out / "annotated.mp4"), str(out / "timeline.png")
@@ -101,8 +108,9 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
     with gr.Row():
         csv_file = gr.File(label="emotions.csv (one row per face per analysed frame)", elem_id="video-csv")
         summary = gr.JSON(label="summary.json", elem_id="video-summary")
-    api_video = UploadedVideo(visible=False)
-    api_outputs = [gr.JSON(visible=False), gr.File(visible=False), gr.File(visible=False), gr.File(visible=False)]
+    api_video = UploadedVideo(label="video", visible=False)
+    api_outputs = [gr.JSON(label="summary", visible=False), gr.File(label="csv", visible=False),
+                   gr.File(label="annotated video", visible=False), gr.File(label="timeline", visible=False)]
 
     video.upload(analyze_clip, video, [annotated, timeline, faces, summary, csv_file, message],
                  api_visibility="private", **VIDEO_EVENTS)

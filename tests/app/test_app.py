@@ -66,9 +66,10 @@ def test_only_predict_and_predict_video_are_public_endpoints(client: Client) -> 
 @pytest.mark.parametrize("photo, faces, found", [(ASTRONAUT, 1, True), (GROUP, 2, True), (COFFEE, 1, False)])
 def test_predict_returns_the_json_schema(client: Client, recognizer: EmotionRecognizer, photo: Path, faces: int,
                                          found: bool) -> None:
-    result = client.predict(handle_file(photo), api_name="/predict")
+    result, annotated = client.predict(handle_file(photo), api_name="/predict")
     check_result(result, recognizer.labels)
     assert len(result["faces"]) == faces and result["face_found"] is found
+    assert Image.open(annotated).size == Image.open(photo).size  # the examples are under 1280 px a side
 
 
 @pytest.mark.parametrize("name", ["text.jpg", "empty.png", "truncated.jpg", "corrupt.png", "bomb.png", "big.png"])
@@ -80,20 +81,22 @@ def test_bad_uploads_give_a_readable_error_and_the_app_keeps_answering(client: C
     message = str(caught.value)
     assert phrase in message and message.startswith("Cannot use this file")
     assert "/tmp" not in message and "Traceback" not in message
-    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")[0]["face_found"] is True
 
 
 @pytest.mark.parametrize("name", ["cmyk.jpg", "gray16.png", "rgba.png", "palette.png", "animated.gif", "rotated.jpg"])
 def test_unusual_encodings_still_find_the_face(client: Client, files: tuple[dict, dict], name: str) -> None:
-    result = client.predict(handle_file(files[1][name]), api_name="/predict")
+    result = client.predict(handle_file(files[1][name]), api_name="/predict")[0]
     assert result["face_found"] is True and len(result["faces"]) == 1
 
 
 def test_large_photos_are_boxed_in_their_own_pixels(client: Client, tmp_path: Path) -> None:
     Image.open(ASTRONAUT).resize((2560, 2560), Image.Resampling.BICUBIC).save(tmp_path / "large.jpg", quality=90)
-    small = client.predict(handle_file(ASTRONAUT), api_name="/predict")["faces"][0]["box"]
-    (face,) = client.predict(handle_file(tmp_path / "large.jpg"), api_name="/predict")["faces"]
+    small = client.predict(handle_file(ASTRONAUT), api_name="/predict")[0]["faces"][0]["box"]
+    result, annotated = client.predict(handle_file(tmp_path / "large.jpg"), api_name="/predict")
+    (face,) = result["faces"]
     np.testing.assert_allclose(face["box"], np.array(small) * 5, atol=25)
+    assert Image.open(annotated).size == (1280, 1280)  # the annotated copy is at most 1280 px a side
 
 
 def test_plain_path_strings_are_refused_with_a_hint(client: Client) -> None:
@@ -107,7 +110,7 @@ def test_image_uploads_over_the_image_limit_are_refused(client: Client, tmp_path
     huge.write_bytes(ASTRONAUT.read_bytes() + bytes(21 * 2**20))  # a valid JPEG, 21 MB with the padding
     with pytest.raises(AppError, match="the image is too large: 21 MB \\(the limit is 20 MB\\)"):
         client.predict(handle_file(huge), api_name="/predict")
-    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")[0]["face_found"] is True
 
 
 def test_queue_is_bounded(demo) -> None:

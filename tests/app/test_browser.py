@@ -44,18 +44,23 @@ def write_y4m(image: Image.Image, path: Path, frames: int = 2) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def playwright() -> Iterator:
+    with sync_api.sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def page(url: str, playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     camera = write_y4m(Image.open(ASTRONAUT).convert("RGB").resize((640, 640)).crop((0, 80, 640, 560)),
                        tmp_path_factory.mktemp("camera") / "astronaut.y4m")
     fake_camera = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                    f"--use-file-for-fake-video-capture={camera}"]
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
-        context = browser.new_context(viewport={"width": 1280, "height": 1400}, permissions=["camera"])
-        page = context.new_page()
-        page.goto(url)
-        yield page
-        browser.close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + fake_camera)
+    context = browser.new_context(viewport={"width": 1280, "height": 1400}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(url)
+    yield page
+    browser.close()
 
 
 def screenshot(page, name: str) -> Path:
@@ -74,6 +79,10 @@ def test_example_runs_and_shows_boxes_labels_and_probabilities(page, recognizer:
 
     annotated = page.wait_for_selector("#annotated img", timeout=60_000)
     assert "/gradio_api/file=" in annotated.get_attribute("src")
+    image_top = page.eval_on_selector("#annotated img", "e => e.getBoundingClientRect().top")
+    for overlay in ("#annotated .icon-button-wrapper", "#annotated label[data-testid=block-label]"):
+        bottom = page.eval_on_selector(overlay, "e => e.getBoundingClientRect().bottom")
+        assert image_top >= bottom, f"{overlay} covers the top of the annotated image (labels drawn there)"
     page.wait_for_function("document.querySelector('#status').innerText.includes('found')", timeout=60_000)
     assert "2 faces found" in page.inner_text("#status")
     probabilities = page.inner_text("#probabilities")
@@ -96,8 +105,11 @@ def test_live_tab_streams_the_webcam_and_labels_the_face(page, recognizer: Emoti
     recognize = recognizer.recognize
     monkeypatch.setattr(recognizer, "recognize", lambda image: analysed.append(time.monotonic()) or recognize(image))
     page.get_by_role("tab", name="Live").click()
+    assert "Start" in page.inner_text("#live-help") and f"{app.LIVE_LIMIT_S} s" in page.inner_text("#live-help")
     page.get_by_text("Click to Access Webcam").click()
-    page.locator("#webcam button[aria-label='capture photo']").click()  # "Record": starts streaming
+    start = page.locator("#webcam button[aria-label='Start streaming']")
+    assert start.inner_text().strip() == "Start"  # gradio's "Record", named for what it does
+    start.click()
     started = time.monotonic()
     page.wait_for_selector("#live-annotated img", timeout=60_000)
     page.wait_for_function("document.querySelector('#live-probabilities').innerText.includes('%')", timeout=60_000)
@@ -107,7 +119,28 @@ def test_live_tab_streams_the_webcam_and_labels_the_face(page, recognizer: Emoti
     time.sleep(max(0.0, started + app.LIVE_LIMIT_S + 3 - time.monotonic()))
     assert [t for t in analysed if t > started + app.LIVE_LIMIT_S + 1], "the stream stopped at its time limit"
     assert not page.locator(".toast-body").all_inner_texts()  # no error shown
-    page.locator("#webcam button[aria-label='capture photo']").click()  # "Stop"
+    assert not page.locator("#camera-message").is_visible()  # the camera opened: no message
+    page.locator("#webcam button[aria-label='Start streaming']").click()  # "Stop"
+
+
+@pytest.mark.parametrize("camera, permissions, expected", [
+    ([], ["camera"], "No camera was found"),  # permission granted, no camera at all
+    (["--use-fake-device-for-media-stream"], [], "Camera access was denied"),  # a camera, the permission refused
+])
+def test_live_tab_says_why_the_camera_cannot_be_opened(url: str, playwright, camera: list[str],
+                                                       permissions: list[str], expected: str) -> None:
+    """No camera or permission denied: a message under the tab's help, not a silent button."""
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + camera)
+    page = browser.new_context(permissions=permissions).new_page()
+    page.goto(url)
+    page.get_by_role("tab", name="Live").click()
+    assert not page.locator("#camera-message").is_visible()
+    page.get_by_text("Click to Access Webcam").click()
+    page.wait_for_selector("#camera-message", state="visible", timeout=30_000)
+    assert expected in page.inner_text("#camera-message")
+    if permissions:
+        screenshot(page, "browser_live_no_camera.png")
+    browser.close()
 
 
 def test_video_tab_analyses_an_uploaded_clip(page, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def test_bad_videos_give_a_readable_error_and_the_app_keeps_answering(client: Cl
         client.predict(handle_file(tmp_path / name), api_name="/predict_video")
     message = str(caught.value)
     assert message.startswith("Cannot use this video") and phrase in message and "/tmp" not in message, message
-    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")[0]["face_found"] is True
 
 
 def test_a_truncated_clip_is_analysed_as_far_as_it_decodes(client: Client, clip: Clip, tmp_path: Path) -> None:

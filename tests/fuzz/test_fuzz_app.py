@@ -99,7 +99,7 @@ def received_dir() -> Iterator[Path]:
 
 
 def assert_answers_a_good_photo(client: Client) -> None:
-    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")["face_found"] is True
+    assert client.predict(handle_file(ASTRONAUT), api_name="/predict")[0]["face_found"] is True
 
 
 def fuzz_inputs(max_side: int) -> st.SearchStrategy[FuzzFile]:
@@ -118,7 +118,7 @@ def test_predict_over_http_on_damaged_and_random_files(client: Client, recognize
         path.write_bytes(file.data)
         start = time.perf_counter()
         try:
-            result = client.predict(handle_file(path), api_name="/predict")
+            result = client.predict(handle_file(path), api_name="/predict")[0]
         except AppError as error:
             message = str(error)
             assert message.startswith(READABLE_PREFIXES), message

@@ -113,7 +113,8 @@ def test_no_staging_folder_is_left_next_to_the_output(analysed: dict) -> None:
 def test_other_containers_are_read(suffix: str, tiny_model_dir: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture) -> None:
     clip = moving_faces_clip(tmp_path / f"clip{suffix}", seconds=0.5, enter_leave=(9, 9))
-    assert main(["video", str(clip.path), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 0
+    assert main(["video", str(clip.path), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames_analysed"] == 5 and [f["frames_seen"] for f in summary["faces"]] == [5]
 
@@ -223,7 +224,7 @@ def test_released_model_sees_the_smiling_astronaut_with_int8_by_default_and_pyto
     summaries = {}
     for flags in ([], ["--no-onnx"]):
         assert main(["video", str(clip.path), "--out", str(tmp_path / "out"), "--model", str(RELEASED_MODEL_DIR),
-                     *flags]) == 0
+                     "--json", *flags]) == 0
         summaries[" ".join(flags)] = json.loads(capsys.readouterr().out)
     assert [s["runtime"] for s in summaries.values()] == ["onnxruntime (model_int8.onnx)", "pytorch"]
     assert all([f["dominant_emotion"] for f in s["faces"]] == ["happy"] for s in summaries.values())
@@ -234,7 +235,7 @@ def test_module_entry_point_prints_a_progress_bar(clip: Clip, tiny_model_dir: Pa
     import sys
 
     done = subprocess.run([sys.executable, "-m", "fer_model", "video", str(clip.path), "--out", str(tmp_path / "o"),
-                           "--fps", "2", "--model", str(tiny_model_dir)], cwd=REPO, capture_output=True, text=True,
+                           "--fps", "2", "--model", str(tiny_model_dir), "--json"], cwd=REPO, capture_output=True, text=True,
                           check=False, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["frames_analysed"] == 4
