@@ -196,13 +196,20 @@ def test_model_title_never_shows_a_server_path(tiny_model_dir: Path) -> None:
     assert app.model_title("fer-vgg16/fer-vgg16") == "fer-vgg16/fer-vgg16"  # a Hub id, as given
 
 
-def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FER_MODEL", "some/folder")
-    assert app.resolve_model_source("cli/choice") == "cli/choice"
-    assert app.resolve_model_source() == "some/folder"
-    monkeypatch.delenv("FER_MODEL")
-    expected = str(app.LOCAL_RELEASE) if (app.LOCAL_RELEASE / "config.json").is_file() else app.DEFAULT_MODEL_ID
-    assert app.resolve_model_source() == expected
+def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The app resolves its model as the CLI does (fer_model.model_source: tests/model/test_model_source.py)."""
+    monkeypatch.setenv("FER_MODEL", str(tmp_path / "env"))
+    assert app.resolve_model_source(str(tmp_path / "cli")) == str(tmp_path / "cli")
+    assert app.resolve_model_source() == str(tmp_path / "env")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit, match="cannot start without a model(.|\n)*Tried, in order: --model "):
+        app.resolve_model_source("nobody/not-cached-model")
+
+
+def test_cached_hub_snapshots_are_titled_by_their_repo_id(tmp_path: Path) -> None:
+    snapshot = tmp_path / "models--owner--name" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    assert app.model_title(str(snapshot)) == "owner/name"
 
 
 def test_module_level_demo_is_built_once_at_import() -> None:
