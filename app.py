@@ -42,18 +42,19 @@ __all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LIVE_EVERY_S", "LIV
            "MAX_FILE_SIZE", "MAX_QUEUE", "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url",
            "load_recognizer", "model_title", "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
 
-EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "coffee.jpg")]
+EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "cameraman.jpg",
+                                                 "cat.jpg")]
 # The annotated images start below their label and buttons, which gradio draws over the image's top corners: a
 # face's label at the top right stays visible.
 PAGE_CSS = "#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }"
 LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
-def recognize(recognizer: EmotionRecognizer, image: Image.Image) -> dict[str, Any]:
+def recognize(recognizer: EmotionRecognizer, image: Image.Image, whole_image: bool = False) -> dict[str, Any]:
     """recognizer.recognize; an unexpected failure reaches the user as a plain message, its traceback only the
     server log, whatever show_error says (exception texts can hold server paths)."""
     try:
-        return recognizer.recognize(image)
+        return recognizer.recognize(image, whole_image=whole_image)
     except Exception as error:
         raise gr.Error("Could not analyse this image: an internal error occurred (it is logged on the server). "
                        "Try another photo.", title="Analysis failed") from error
@@ -71,8 +72,12 @@ def table_rows(faces: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def status(result: dict[str, Any]) -> str:
+    if result.get("whole_image"):
+        return ("**No face found**: the whole image was classified instead, as asked (this only makes sense for a "
+                "close-up face).")
     if not result["face_found"]:
-        return "**No face found**: the whole image was classified instead, which only makes sense for a close-up face."
+        return ("**No face found**, so no emotion. For a close-up face, tick *Classify the whole image when no face "
+                "is found*.")
     count = len(result["faces"])
     faces = f"{count} face{'s' if count > 1 else ''}"
     return f"**{faces} found** (numbered left to right). Select a row to see its probabilities."
@@ -105,21 +110,24 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         shown = fit_within(image, MAX_SIDE)
         return result, draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
 
-    def analyze(image: Image.Image | None) -> tuple:
+    def analyze(image: Image.Image | None, whole_image: bool = False) -> tuple:
         if image is None:  # the input was cleared
             return None, None, None, None, ""
         image = fit_within(image, MAX_SIDE)  # what the browser shows: boxes in its pixels
-        result = recognize(recognizer, image)
+        result = recognize(recognizer, image, whole_image)
         faces = result["faces"]
+        if not faces:  # no face: no emotion, no box, an empty table
+            return image, gr.Label(value=None, label="No face found"), [], result, status(result)
         best = largest_face(faces)
         title = f"Face {best + 1} (largest)" if result["face_found"] else "Whole image (no face found)"
         probabilities = gr.Label(value=faces[best]["scores"], label=title)
-        return draw_faces(image, faces, labels), probabilities, table_rows(faces), result, status(result)
+        boxes = draw_faces(image, faces, labels) if result["face_found"] else image  # no box around a whole image
+        return boxes, probabilities, table_rows(faces), result, status(result)
 
     def live(frame: Image.Image) -> tuple:
         image = fit_within(frame, MAX_SIDE)
         result = recognize(recognizer, image)
-        faces = result["faces"] if result["face_found"] else []
+        faces = result["faces"]
         scores = faces[largest_face(faces)]["scores"] if faces else None
         return draw_faces(image, faces, labels), scores
 
@@ -133,6 +141,8 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
                 with gr.Column():
                     photo = UploadedImage(label="Photo (upload, paste or webcam snapshot)", type="pil",
                                           sources=["upload", "clipboard", "webcam"], elem_id="photo")
+                    whole_image = gr.Checkbox(label="Classify the whole image when no face is found (for a "
+                                              "close-up face crop)", value=False, elem_id="whole-image")
                     gr.Examples([[str(path)] for path in EXAMPLES if path.is_file()], inputs=photo,
                                 label="Examples (public domain)", cache_examples=False, api_visibility="private")
                 with gr.Column():
@@ -151,8 +161,8 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         api_outputs = [gr.JSON(label="faces", visible=False),
                        gr.Image(label="annotated image", type="pil", format="jpeg", visible=False)]
 
-        photo.change(analyze, photo, [annotated, probabilities, table, result_json, message],
-                     api_visibility="private", **model_events)
+        gr.on([photo.change, whole_image.change], analyze, [photo, whole_image],
+              [annotated, probabilities, table, result_json, message], api_visibility="private", **model_events)
         table.select(select_face, result_json, probabilities, api_visibility="private")
         gr.on([], predict, api_image, api_outputs, api_name="predict", **model_events)  # the API, no UI trigger
     return queue_every_event(demo)

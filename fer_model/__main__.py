@@ -11,11 +11,13 @@ import warnings
 from typing import Any
 
 from .image_processing import TTA_MODES
-from .loading import DEFAULT_MODEL_ID
+from .model_source import resolve_model
 from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
 from .recognizer import FACES_PER_FORWARD
 
 DEFAULT_SHOW_WARNING = warnings.showwarning
+MODEL_HELP = ("Hub id or local folder (default: $FER_MODEL, else ../shared/models/fer-vgg16 beside the checkout, "
+              "else the Hub model; see fer_model.model_source)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--jsonl", default=None, help="write the JSON lines to this file instead of stdout")
     predict.add_argument("--batch_size", type=int, default=FACES_PER_FORWARD, help="model inputs per forward pass "
                          "(faces x TTA views), gathered across images")
-    predict.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    predict.add_argument("--whole_image", action="store_true", help="classify the whole image when no face is found "
+                         "(for close-up face crops; the result then says whole_image: true). Default: no face, no emotion")
+    predict.add_argument("--model", default=None, help=MODEL_HELP)
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = predict.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--no-onnx", dest="no_onnx", action="store_true", help="run the PyTorch model")
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1 and per-class figures as JSON")
-    evaluate.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    evaluate.add_argument("--model", default=None, help=MODEL_HELP)
     evaluate.add_argument("--dataset", required=True, help="FER2013 source (see fer_model.data.load_fer2013)")
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
     evaluate.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
@@ -48,14 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "'auto' for the folder's model_int8.onnx (default: the PyTorch model)")
 
     calibrate = commands.add_parser("calibrate", help="fit the temperature on validation; rewrites config.json only")
-    calibrate.add_argument("--model", required=True, help="local model folder (its config.json gets `temperature`)")
+    calibrate.add_argument("--model", default=None, help="local model folder, its config.json gets `temperature` "
+                           "(default: $FER_MODEL, else ../shared/models/fer-vgg16 beside the checkout)")
     calibrate.add_argument("--dataset", required=True, help="FER2013 source with validation and test splits")
     calibrate.add_argument("--batch_size", type=int, default=256)
     calibrate.add_argument("--max_samples", type=int, default=None, help="use the first N rows of each split only")
     calibrate.add_argument("--plot", default=None, help="write the test reliability diagram to this PNG")
 
     export = commands.add_parser("export-onnx", help="export to ONNX (fp32, or int8 calibrated on real faces)")
-    export.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    export.add_argument("--model", default=None, help=MODEL_HELP)
     export.add_argument("--out", required=True, help="the .onnx file to write")
     export.add_argument("--int8", action="store_true", help="static int8 quantization (needs --calibration)")
     export.add_argument("--calibration", default=None, help="FER2013 source whose train split calibrates int8")
@@ -79,7 +84,7 @@ def add_video_parser(commands: argparse._SubParsersAction) -> None:
                        help="frames analysed per second, at most (default %(default)g)")
     video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds,
                        help="longer videos are refused (default %(default)g)")
-    video.add_argument("--model", default=DEFAULT_MODEL_ID, help="Hub id or local folder")
+    video.add_argument("--model", default=None, help=MODEL_HELP)
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     video.add_argument("--json", action="store_true", help="print the summary as one JSON line (as summary.json) "
                        "instead of one sentence per face")
@@ -223,6 +228,11 @@ COMMANDS = {"predict": run_predict, "evaluate": run_evaluate, "export-onnx": run
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # every command finds its model the same way, and fails at once (not after the Hub's retries) offline
+        args.model = resolve_model(args.model)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     with warnings.catch_warnings():  # restores showwarning on the way out (main is also called in-process)
         warnings.showwarning = show_warning
         return COMMANDS[args.command](args)

@@ -4,9 +4,10 @@ Each image is read and its faces found one at a time (only the face crops are ke
 consecutive images go through the model together (`EmotionRecognizer.recognize_many`, 32 faces a forward
 pass by default), so a folder of one-face photos costs one forward per 32 photos, not one per photo. The results are
 those of `recognize()` per image. Output: one JSON line per image on stdout (as for a single image), or
-`--jsonl FILE`, and/or `--csv FILE` (one row per face, CSV_COLUMNS then the 7 probabilities; an image without
-a face gives one row for the whole image, face_found False and the box 0, 0, width, height, classified as a
-face crop as the recognizer does). Unreadable files have no row. Output files are written beside their
+`--jsonl FILE`, and/or `--csv FILE` (one row per face, numbered from 1 left to right, CSV_COLUMNS then the 7
+probabilities; an image without a face gives one row saying so: face_found False, label "no face", the other cells
+empty; with --whole_image, one row for the whole image instead: face "whole image", face_found False and the box
+0, 0, width, height, classified as a face crop). Unreadable files have no row. Output files are written beside their
 destination under a temporary name and renamed into place at the end, so a file that exists is complete.
 
 An input that cannot be read (not an image, truncated, missing, a pattern that matches nothing, a folder
@@ -86,9 +87,21 @@ def _add_folder(inputs: Inputs, folder: str) -> None:
         inputs.entries.append((folder, f"no image files in this folder (looked for {', '.join(IMAGE_SUFFIXES)})"))
 
 
-def csv_row(file: str, index: int, face_found: bool, face: dict[str, Any]) -> list[Any]:
-    """One CSV row: the file, the face's index in it, face_found, its box, label, score and the 7 probabilities."""
+NO_FACE_LABEL = "no face"  # the label cell of an image's one row when no face was found
+
+
+def csv_row(file: str, index: int | str, face_found: bool, face: dict[str, Any]) -> list[Any]:
+    """One CSV row: the file, the face's number in it, face_found, its box, label, score and the 7 probabilities."""
     return [file, index, face_found, *face["box"], face["label"], face["score"], *face["scores"].values()]
+
+
+def csv_rows(file: str, result: dict[str, Any], labels: list[str]) -> list[list[Any]]:
+    """An image's rows: one per face (numbered from 1), one for the whole image, or one saying no face was found."""
+    if result.get("whole_image"):
+        return [csv_row(file, "whole image", False, face) for face in result["faces"]]
+    if not result["faces"]:
+        return [[file, "", False, "", "", "", "", NO_FACE_LABEL, "", *[""] * len(labels)]]
+    return [csv_row(file, i, result["face_found"], face) for i, face in enumerate(result["faces"], 1)]
 
 
 class ResultWriters:
@@ -99,7 +112,7 @@ class ResultWriters:
         self.jsonl: TextIO | None = sys.stdout if jsonl_path is None and csv_path is None else None
         if jsonl_path is not None:
             self.jsonl = stack.enter_context(_replaced_at_exit(jsonl_path))
-        self.csv = None
+        self.csv, self.labels = None, labels
         if csv_path is not None:
             self.csv = csv.writer(stack.enter_context(_replaced_at_exit(csv_path)))
             self.csv.writerow([*CSV_COLUMNS, *labels])
@@ -109,7 +122,7 @@ class ResultWriters:
             self.jsonl.write(json.dumps({"file": file, **result}) + "\n")
             self.jsonl.flush()
         if self.csv is not None:
-            self.csv.writerows(csv_row(file, i, result["face_found"], face) for i, face in enumerate(result["faces"]))
+            self.csv.writerows(csv_rows(file, result, self.labels))
 
 
 @contextlib.contextmanager
@@ -141,7 +154,8 @@ def check_output_paths(args: argparse.Namespace) -> str | None:
     return None
 
 
-def predict_files(recognizer: Any, inputs: Inputs, writers: ResultWriters, batch_size: int) -> tuple[int, int, int]:
+def predict_files(recognizer: Any, inputs: Inputs, writers: ResultWriters, batch_size: int,
+                  whole_image: bool = False) -> tuple[int, int, int]:
     """Run `recognizer` over the files of `inputs` (faces batched across images), writing each result in input
     order. What cannot be read is reported on stderr (above the progress bar) and skipped.
 
@@ -169,7 +183,7 @@ def predict_files(recognizer: Any, inputs: Inputs, writers: ResultWriters, batch
             progress.update()
 
     with progress:
-        for result in recognizer.recognize_many(images(), batch_size=batch_size):
+        for result in recognizer.recognize_many(images(), batch_size=batch_size, whole_image=whole_image):
             writers.write(read.popleft(), result)
             faces += len(result["faces"]) if result["face_found"] else 0
             done += 1
@@ -181,7 +195,8 @@ def run(args: argparse.Namespace, recognizer: Any) -> int:
     inputs = expand_inputs(args.images)
     with contextlib.ExitStack() as stack:
         writers = ResultWriters(recognizer.labels, args.csv, args.jsonl, stack)
-        done, faces, failed = predict_files(recognizer, inputs, writers, args.batch_size)
+        done, faces, failed = predict_files(recognizer, inputs, writers, args.batch_size,
+                                            args.whole_image)
     if failed or inputs.skipped:
         skipped = f"; {inputs.skipped} other file(s) in the folders skipped (no image suffix)" if inputs.skipped else ""
         print(f"predict: {done} image(s) read, {faces} face(s) found; {failed} input(s) could not be read{skipped}",

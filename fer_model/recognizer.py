@@ -3,9 +3,10 @@
 Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does) for
 face DETECTION only -> Haar face boxes (fer_model.faces) -> margin crops cut from the INPUT image ->
 FerImageProcessor (the pixel module: the same grey conversion, resize kernel and crops as training) -> the model,
-all faces in ONE batch (one forward however many faces). When no face is found the whole image is
-classified (the working copy, if the input is larger than max_side), which is right for the tight face
-crops FER2013 itself contains, and the result says face_found: false.
+all faces in ONE batch (one forward however many faces). When no face is found the result says so and
+gives no emotion (`face_found: false, faces: []`): a confident label on a coffee cup is worse than none. Only
+when asked (`whole_image=True`, for tight face crops like FER2013's own) is the whole image classified then
+(the working copy, if the input is larger than max_side), and the result says `whole_image: true`.
 Boxes are reported in the coordinates of the image passed in; faces are sorted left to right.
 `recognize_many` does the same for a stream of images, with one forward per `batch_size` model inputs ACROSS
 images (a folder of one-face photos costs one forward per 32 photos rather than one per photo).
@@ -46,6 +47,7 @@ class EmotionRecognizer:
         tta: str = "none",
         max_side: int = MAX_SIDE,
         runtime: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        whole_image: bool = False,
     ) -> None:
         if tta not in TTA_MODES:
             raise ValueError(f"tta={tta!r} is not one of {TTA_MODES}")
@@ -54,6 +56,7 @@ class EmotionRecognizer:
         self.detector = detector or FaceDetector()
         self.tta = tta
         self.max_side = max_side
+        self.whole_image = whole_image  # the default of recognize(): classify the whole image when no face is found
         # pixel_values -> logits: the PyTorch model, or an OnnxClassifier (int8) for fast CPU serving
         self.runtime = runtime or (lambda x: self.model(pixel_values=x.to(self.model.device, self.model.dtype)).logits)
 
@@ -92,12 +95,13 @@ class EmotionRecognizer:
     def labels(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
-    def recognize(self, image: ImageInput) -> dict[str, Any]:
-        """Faces (box, label, score, scores) in a PIL image or an HxW(xC) array; the whole image if none."""
-        return next(self.recognize_many([image], batch_size=None))
+    def recognize(self, image: ImageInput, whole_image: bool | None = None) -> dict[str, Any]:
+        """Faces (box, label, score, scores) in a PIL image or an HxW(xC) array; none (`faces: []`) if none is
+        found, unless `whole_image` (default: the recognizer's) asks for the whole image to be classified then."""
+        return next(self.recognize_many([image], batch_size=None, whole_image=whole_image))
 
     def recognize_many(self, images: Iterable[ImageInput], batch_size: int | None = FACES_PER_FORWARD,
-                       ) -> Iterator[dict[str, Any]]:
+                       whole_image: bool | None = None) -> Iterator[dict[str, Any]]:
         """recognize() of each image, in order, with the faces of consecutive images classified together.
 
         Faces are found image by image (only their crops are kept, so `images` may be a generator over a
@@ -108,19 +112,22 @@ class EmotionRecognizer:
         views = 1 if batch_size is None else len(tta_views(torch.zeros(1, 3, 48, 48), self.tta))
         pending: list[tuple[bool, list[Box], list[ImageInput]]] = []
         for image in images:
-            pending.append(self.locate(image))
+            pending.append(self.locate(image, self.whole_image if whole_image is None else whole_image))
             if batch_size is not None and views * sum(len(boxes) for _, boxes, _ in pending) >= batch_size:
                 yield from self._classified(pending)
                 pending = []
         yield from self._classified(pending)
 
-    def locate(self, image: ImageInput) -> tuple[bool, list[Box], list[ImageInput]]:
-        """(face_found, boxes, crops) of one image: every face found, or the whole image as one "face"."""
+    def locate(self, image: ImageInput, whole_image: bool = False) -> tuple[bool, list[Box], list[ImageInput]]:
+        """(face_found, boxes, crops) of one image: every face found; if none, nothing, or with `whole_image`
+        the whole image as one "face"."""
         width, height = _size(image)
         gray, scale = self.working_gray(image)
         boxes = [_scale_box(box, scale, (width, height)) for box in self.detector.detect(gray)]
         if boxes:
             return True, boxes, [_crop(image, self.detector.expand(box, (height, width))) for box in boxes]
+        if not whole_image:
+            return False, [], []
         # the whole input, exactly: scaling the working copy's size back could lose a pixel
         return False, [(0, 0, width, height)], [image if scale == 1.0 else gray]
 
@@ -128,9 +135,11 @@ class EmotionRecognizer:
         """The results of located images, their faces classified in one forward pass."""
         if not located:
             return
-        probabilities = iter(self.classify([crop for _, _, crops in located for crop in crops]))
+        crops = [crop for _, _, crops in located for crop in crops]
+        probabilities = iter(self.classify(crops) if crops else [])
         for face_found, boxes, _ in located:
-            yield {"face_found": face_found, "faces": [self._face(box, next(probabilities)) for box in boxes]}
+            result = {"face_found": face_found, "faces": [self._face(box, next(probabilities)) for box in boxes]}
+            yield result if face_found or not boxes else {**result, "whole_image": True}
 
     def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
         """uint8 grey copy at most max_side px on its longest side, and its scale w.r.t. the input.

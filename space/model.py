@@ -1,6 +1,8 @@
 """Which model the Space serves and how its header names it.
 
-The model comes from --model, else FER_MODEL, else ../shared/models/fer-vgg16 when present, else the Hub model; it
+The model comes from --model, else FER_MODEL, else ../shared/models/fer-vgg16 when present, else the Hub model
+(fer_model.model_source.resolve_model, as for every CLI command: offline, a Hub model not in the cache stops the app
+at once with what was tried); it
 runs on the folder's int8 ONNX file when it has one that belongs to its weights, like the CLI (`onnx_choice`:
 --onnx FILE, --no-onnx or FER_ONNX=none for PyTorch). The header names it by its Hub id or its folder's name (never
 a server path), with the test accuracy from the folder's metrics.json when it has one.
@@ -10,26 +12,32 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
-from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
+from fer_model import EmotionRecognizer
+from fer_model.model_source import LOCAL_RELEASE, resolve_model
 from fer_model.onnx_runtime import onnx_choice
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL_RELEASE = ROOT.parent / "shared" / "models" / "fer-vgg16"
+__all__ = ["LOCAL_RELEASE", "ROOT", "load_recognizer", "model_header", "model_title", "resolve_model_source"]
 
 
 def resolve_model_source(cli_value: str | None = None) -> str:
-    """--model, else FER_MODEL, else the shared release folder when present, else the Hub model."""
-    local = str(LOCAL_RELEASE) if (LOCAL_RELEASE / "config.json").is_file() else DEFAULT_MODEL_ID
-    return cli_value or os.environ.get("FER_MODEL") or local
+    """fer_model.model_source.resolve_model, or exit saying what was tried (the app cannot start without a model)."""
+    try:
+        return resolve_model(cli_value)
+    except OSError as error:
+        sys.exit(f"app.py: cannot start without a model.\n{error}")
 
 
 def model_title(source: str) -> str:
-    """How the page names the model: a Hub id as is, a local folder by its name only (never a server path)."""
-    return Path(source).name if Path(source).exists() else source
+    """How the page names the model: a Hub id as is, a local folder by its name only (never a server path), a
+    cached Hub snapshot (.../models--owner--name/snapshots/HASH) by its repo id."""
+    path = Path(source)
+    if path.exists() and path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return path.name if path.exists() else source
 
 
 def reported_test_accuracy(source: str) -> float | None:

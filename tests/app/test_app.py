@@ -27,7 +27,7 @@ from fer_model.images import ImageLoadError, load_image
 from space.model import model_header
 from space.uploads import MAX_IMAGE_SIZE
 from tests.helpers.app_server import launched_demo
-from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files, odd_images
+from tests.helpers.image_files import ASTRONAUT, CAT, GROUP, bad_files, no_face_images, odd_images
 from tests.helpers.paths import REPO
 
 
@@ -50,7 +50,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
 
 def check_result(result: dict, labels: list[str]) -> None:
     assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
-    assert result["faces"], "at least one entry: the faces, or the whole image"
+    assert bool(result["faces"]) == result["face_found"], "the faces found, or none: no emotion without a face"
     for face in result["faces"]:
         assert set(face) == {"box", "label", "score", "scores"}
         assert len(face["box"]) == 4 and all(isinstance(v, int) and v >= 0 for v in face["box"])
@@ -63,7 +63,7 @@ def test_only_predict_and_predict_video_are_public_endpoints(client: Client) -> 
                                                                                               "/predict_video"}
 
 
-@pytest.mark.parametrize("photo, faces, found", [(ASTRONAUT, 1, True), (GROUP, 2, True), (COFFEE, 1, False)])
+@pytest.mark.parametrize("photo, faces, found", [(ASTRONAUT, 1, True), (GROUP, 2, True), (CAT, 0, False)])
 def test_predict_returns_the_json_schema(client: Client, recognizer: EmotionRecognizer, photo: Path, faces: int,
                                          found: bool) -> None:
     result, annotated = client.predict(handle_file(photo), api_name="/predict")
@@ -138,9 +138,37 @@ def test_ui_outputs_for_a_group_photo(recognizer: EmotionRecognizer) -> None:
     assert np.asarray(annotated)[y + h // 2, x].tolist() == [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
 
 
-def test_no_face_status(recognizer: EmotionRecognizer) -> None:
-    result = recognizer.recognize(load_image(COFFEE))
-    assert "No face found" in app.status(result)
+@pytest.mark.parametrize("name", ["blank", "cartoon", "cat photo"])
+def test_no_face_through_the_api_gives_no_emotion(client: Client, tmp_path: Path, name: str) -> None:
+    no_face_images()[name].save(tmp_path / "picture.png")
+    assert client.predict(handle_file(tmp_path / "picture.png"), api_name="/predict") == {"face_found": False,
+                                                                                          "faces": []}
+
+
+def photo_tab(demo: gr.Blocks):
+    """The Photo tab's handler (image, whole_image) -> (annotated, probabilities, table, JSON, status)."""
+    (analyze,) = [fn.fn for fn in demo.fns.values() if fn.api_name == "analyze"]
+    return analyze
+
+
+@pytest.mark.parametrize("name", ["blank", "cartoon", "cat photo"])
+def test_photo_tab_says_no_face_found_without_emotion_or_box(demo, name: str) -> None:
+    image = no_face_images()[name]
+    annotated, probabilities, rows, result, message = photo_tab(demo)(image, False)
+    assert result == {"face_found": False, "faces": []} and rows == []
+    assert message.startswith("**No face found**, so no emotion")
+    assert not probabilities.value and probabilities.label == "No face found"  # an empty Label: no emotion
+    assert np.array_equal(np.asarray(annotated), np.asarray(image)), "no box drawn"
+
+
+def test_photo_tab_classifies_the_whole_image_only_when_ticked(demo, recognizer: EmotionRecognizer) -> None:
+    image = load_image(CAT)
+    annotated, probabilities, rows, result, message = photo_tab(demo)(image, True)
+    assert result["face_found"] is False and result["whole_image"] is True and len(rows) == 1
+    assert "the whole image was classified instead, as asked" in message
+    assert probabilities.label == "Whole image (no face found)"
+    assert {item["label"] for item in probabilities.value["confidences"]} == set(recognizer.labels)
+    assert np.array_equal(np.asarray(annotated), np.asarray(image)), "no box around the whole image"
 
 
 def test_read_upload_reads_only_what_gradio_received(tmp_path: Path) -> None:
@@ -171,13 +199,20 @@ def test_model_title_never_shows_a_server_path(tiny_model_dir: Path) -> None:
     assert app.model_title("fer-vgg16/fer-vgg16") == "fer-vgg16/fer-vgg16"  # a Hub id, as given
 
 
-def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FER_MODEL", "some/folder")
-    assert app.resolve_model_source("cli/choice") == "cli/choice"
-    assert app.resolve_model_source() == "some/folder"
-    monkeypatch.delenv("FER_MODEL")
-    expected = str(app.LOCAL_RELEASE) if (app.LOCAL_RELEASE / "config.json").is_file() else app.DEFAULT_MODEL_ID
-    assert app.resolve_model_source() == expected
+def test_model_source_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The app resolves its model as the CLI does (fer_model.model_source: tests/model/test_model_source.py)."""
+    monkeypatch.setenv("FER_MODEL", str(tmp_path / "env"))
+    assert app.resolve_model_source(str(tmp_path / "cli")) == str(tmp_path / "cli")
+    assert app.resolve_model_source() == str(tmp_path / "env")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SystemExit, match="cannot start without a model(.|\n)*Tried, in order: --model "):
+        app.resolve_model_source("nobody/not-cached-model")
+
+
+def test_cached_hub_snapshots_are_titled_by_their_repo_id(tmp_path: Path) -> None:
+    snapshot = tmp_path / "models--owner--name" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    assert app.model_title(str(snapshot)) == "owner/name"
 
 
 def test_module_level_demo_is_built_once_at_import() -> None:

@@ -98,12 +98,25 @@ def test_example_runs_and_shows_boxes_labels_and_probabilities(page, recognizer:
     assert screenshot(page, "browser_photo_tab.png").stat().st_size > 50_000
 
 
+def test_no_face_example_says_so_without_an_emotion(page, recognizer: EmotionRecognizer) -> None:
+    page.wait_for_selector("#photo")
+    page.locator("img[src*='cat.jpg']").first.click()  # the photo without a person
+    page.wait_for_function("document.querySelector('#status').innerText.includes('No face found')", timeout=60_000)
+    assert "so no emotion" in page.inner_text("#status")
+    assert not any(label in page.inner_text("#probabilities") for label in recognizer.labels)
+    assert '{"face_found":false,"faces":[]}' in "".join(page.inner_text("#json").split())
+    page.locator("#whole-image input").check()  # asked for: the whole image is classified, and says so
+    page.wait_for_function("document.querySelector('#status').innerText.includes('as asked')", timeout=60_000)
+    assert sum(label in page.inner_text("#probabilities") for label in recognizer.labels) == len(recognizer.labels)
+
+
 def test_live_tab_streams_the_webcam_and_labels_the_face(page, recognizer: EmotionRecognizer,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Streams past the stream time limit: the browser queues again by itself and frames keep being analysed."""
     analysed: list[float] = []
     recognize = recognizer.recognize
-    monkeypatch.setattr(recognizer, "recognize", lambda image: analysed.append(time.monotonic()) or recognize(image))
+    monkeypatch.setattr(recognizer, "recognize",
+                        lambda image, **options: analysed.append(time.monotonic()) or recognize(image, **options))
     page.get_by_role("tab", name="Live").click()
     assert "Start" in page.inner_text("#live-help") and f"{app.LIVE_LIMIT_S} s" in page.inner_text("#live-help")
     page.get_by_text("Click to Access Webcam").click()

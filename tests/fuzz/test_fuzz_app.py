@@ -187,7 +187,7 @@ def test_internal_errors_reach_users_as_a_plain_message(demo: gr.Blocks, client:
                                                         monkeypatch: pytest.MonkeyPatch, show_error: bool) -> None:
     """An unexpected failure inside the model (its text holding a server path) is not shown as is, even with
     show_error=True (gradio's default when the app is mounted in FastAPI rather than launched)."""
-    def broken(image: object) -> dict:
+    def broken(image: object, **options: object) -> dict:
         raise RuntimeError("/srv/secret/model.safetensors: cv2 error in /io/opencv/resize.cpp")
 
     monkeypatch.setattr(demo, "show_error", show_error)
@@ -245,9 +245,9 @@ def test_a_full_queue_refuses_with_a_message(recognizer: EmotionRecognizer, monk
     monkeypatch.setattr(app, "CONCURRENCY", 1)
     original = recognizer.recognize
 
-    def slow(image: object) -> dict:
+    def slow(image: object, **options: object) -> dict:
         time.sleep(1.0)  # long enough that all 6 requests arrive while the first still runs
-        return original(image)
+        return original(image, **options)
 
     monkeypatch.setattr(recognizer, "recognize", slow)
     demo = app.build_demo(recognizer, "slow")
@@ -269,8 +269,8 @@ def test_a_full_queue_refuses_with_a_message(recognizer: EmotionRecognizer, monk
 
 
 def test_no_ui_or_api_input_chooses_the_model(demo: gr.Blocks, client: Client) -> None:
-    """The model is fixed at start-up (--model / FER_MODEL): the only inputs are images, the examples and the
-    results JSON (whose row selection shows another face's probabilities)."""
+    """The model is fixed at start-up (--model / FER_MODEL): the only inputs are images, the examples, the results
+    JSON (whose row selection shows another face's probabilities) and the Photo tab's whole-image checkbox."""
     api = client.view_api(print_info=False, return_format="dict")
     assert sorted(api["named_endpoints"]) == ["/predict", "/predict_video"] and not api["unnamed_endpoints"]
     for name, parameter_name in [("/predict", "image"), ("/predict_video", "video")]:
@@ -278,8 +278,10 @@ def test_no_ui_or_api_input_chooses_the_model(demo: gr.Blocks, client: Client) -
         assert parameter["parameter_name"] == parameter_name and parameter["python_type"]["type"] == "filepath"
     config = demo.get_config_file()
     types = {component["id"]: component["type"] for component in config["components"]}
-    free_text = {"textbox", "dropdown", "radio", "checkbox", "checkboxgroup", "number", "slider", "code",
+    checkboxes = [c["props"].get("elem_id") for c in config["components"] if c["type"] == "checkbox"]
+    assert checkboxes == ["whole-image"]  # one yes/no: classify the whole image when no face is found
+    free_text = {"textbox", "dropdown", "radio", "checkboxgroup", "number", "slider", "code",
                  "uploadbutton", "multimodaltextbox"}  # a "file" is only an output (the Video tab's CSV): inputs below
     assert not free_text & set(types.values()), sorted(set(types.values()))
     inputs = {types[i] for dependency in config["dependencies"] for i in dependency["inputs"] if i in types}
-    assert inputs <= {"image", "video", "json", "dataset", "api"}, inputs  # dataset: the fixed gr.Examples, by index
+    assert inputs <= {"image", "video", "json", "dataset", "api", "checkbox"}, inputs  # dataset: gr.Examples

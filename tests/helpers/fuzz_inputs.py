@@ -188,10 +188,12 @@ def assert_user_readable(message: str, *forbidden: str | os.PathLike) -> None:
 
 
 def check_schema(result: dict, labels: list[str], size: tuple[int, int]) -> None:
-    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
-    assert result["faces"], "one entry per face, or one for the whole image"
-    if not result["face_found"]:
-        assert len(result["faces"]) == 1 and result["faces"][0]["box"] == [0, 0, size[0], size[1]]
+    assert set(result) - {"whole_image"} == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    if result.get("whole_image"):  # asked for: the whole image as one entry
+        assert not result["face_found"] and len(result["faces"]) == 1
+        assert result["faces"][0]["box"] == [0, 0, size[0], size[1]]
+    else:
+        assert bool(result["faces"]) == result["face_found"], "no face found: no entry, no emotion"
     for face in result["faces"]:
         x, y, w, h = face["box"]
         assert all(isinstance(v, int) for v in face["box"]), face["box"]

@@ -12,13 +12,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tests.helpers.paths import REPO
 
 ASTRONAUT = REPO / "examples" / "astronaut.jpg"
 GROUP = REPO / "examples" / "group.jpg"
-COFFEE = REPO / "examples" / "coffee.jpg"
+CAT = REPO / "examples" / "cat.jpg"  # a photo with no person: no face, no emotion
+CAMERAMAN = REPO / "examples" / "cameraman.jpg"  # a head turned three-quarters
 ASTRONAUT_FACE_REGION = (150, 40, 300, 210)  # x0, y0, x1, y1 of Eileen Collins' head in astronaut.jpg
 EXIF_ORIENTATION = 0x0112
 
@@ -93,3 +94,21 @@ def gradient(width: int = 640, height: int = 480) -> Image.Image:
     """A plain horizontal gradient: nothing a face detector should fire on."""
     ramp = np.tile(np.linspace(0, 255, width, dtype=np.float32), (height, 1)).astype(np.uint8)
     return Image.fromarray(ramp).convert("RGB")
+
+
+def cartoon_face(size: int = 320) -> Image.Image:
+    """A smiley drawn with PIL (a yellow disc, two dots, an arc): a drawing of a face, not a face to classify."""
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    s = size / 320
+    draw.ellipse((40 * s, 40 * s, 280 * s, 280 * s), fill=(250, 215, 40), outline="black", width=round(6 * s))
+    for x in (115, 205):
+        draw.ellipse(((x - 15) * s, 110 * s, (x + 15) * s, 150 * s), fill="black")
+    draw.arc((95 * s, 140 * s, 225 * s, 240 * s), start=20, end=160, fill="black", width=round(8 * s))
+    return image
+
+
+def no_face_images() -> dict[str, Image.Image]:
+    """Images with no face in them: a blank one, a cartoon-like drawing and a photo of a cat."""
+    return {"blank": Image.new("RGB", (480, 360), (128, 128, 128)), "cartoon": cartoon_face(),
+            "cat photo": Image.open(CAT).convert("RGB")}

@@ -13,18 +13,47 @@ from pathlib import Path
 import pytest
 
 from fer_model.__main__ import main
-from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP, bad_files
+from tests.helpers.image_files import ASTRONAUT, CAT, GROUP, bad_files, no_face_images
 from tests.helpers.paths import REPO
 
 
 def test_one_json_line_per_image(tiny_model_dir: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["predict", str(ASTRONAUT), str(GROUP), str(COFFEE), "--model", str(tiny_model_dir)]) == 0
+    assert main(["predict", str(ASTRONAUT), str(GROUP), str(CAT), "--model", str(tiny_model_dir)]) == 0
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [line["file"] for line in lines] == [str(ASTRONAUT), str(GROUP), str(COFFEE)]
-    assert [len(line["faces"]) for line in lines] == [1, 2, 1]
+    assert [line["file"] for line in lines] == [str(ASTRONAUT), str(GROUP), str(CAT)]
+    assert [len(line["faces"]) for line in lines] == [1, 2, 0]
     assert [line["face_found"] for line in lines] == [True, True, False]
     assert err == ""
+
+
+def test_no_face_images_give_no_emotion_in_json_and_csv(tiny_model_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    paths = []
+    for name, image in no_face_images().items():
+        paths.append(str(tmp_path / f"{name.replace(' ', '_')}.png"))
+        image.save(paths[-1])
+    table = tmp_path / "out.csv"
+    assert main(["predict", *paths, "--model", str(tiny_model_dir), "--jsonl", str(tmp_path / "out.jsonl"),
+                 "--csv", str(table)]) == 0
+    assert capsys.readouterr().out == ""
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert lines == [{"file": path, "face_found": False, "faces": []} for path in paths]
+    header, *rows = [line.split(",") for line in table.read_text().splitlines()]
+    assert [row[:3] for row in rows] == [[path, "", "False"] for path in paths]  # one row each, saying no face
+    assert [row[header.index("label")] for row in rows] == ["no face"] * 3
+    assert all(cell == "" for row in rows for cell in row[3:7] + row[8:])  # no box, no score
+
+
+def test_whole_image_option_classifies_and_says_so(tiny_model_dir: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    table = tmp_path / "out.csv"
+    assert main(["predict", str(CAT), "--whole_image", "--model", str(tiny_model_dir), "--jsonl",
+                 str(tmp_path / "out.jsonl"), "--csv", str(table)]) == 0
+    (line,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert line["face_found"] is False and line["whole_image"] is True and len(line["faces"]) == 1
+    (row,) = table.read_text().splitlines()[1:]
+    assert row.split(",")[1:7] == ["whole image", "False", "0", "0", "451", "300"]
 
 
 def test_unreadable_files_are_reported_and_exit_2(tiny_model_dir: Path, tmp_path: Path,

@@ -19,7 +19,7 @@ from fer_model import EmotionRecognizer
 from fer_model.__main__ import main
 from fer_model.batch_predict import CSV_COLUMNS, IMAGE_SUFFIXES, expand_inputs
 from fer_model.onnx_runtime import OnnxClassifier, export_onnx
-from tests.helpers.image_files import ASTRONAUT, COFFEE, GROUP
+from tests.helpers.image_files import ASTRONAUT, CAT, GROUP
 from tests.helpers.paths import REPO
 
 GRACE = REPO / "examples" / "grace_hopper.jpg"
@@ -39,14 +39,14 @@ def assert_same_results(batched: list[dict], single: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def photos() -> list[Image.Image]:
     """One face, two faces, no face, a 2x2 tile (four faces), and a photo larger than the 1280-px working copy
-    without a face (the whole-image fallback classifies the working copy)."""
+    without a face (whole_image=True classifies the working copy)."""
     astronaut = Image.open(ASTRONAUT).convert("RGB")
     tile = Image.new("RGB", (2 * astronaut.width, 2 * astronaut.height))
     for x in (0, astronaut.width):
         for y in (0, astronaut.height):
             tile.paste(astronaut, (x, y))
-    large = Image.open(COFFEE).convert("RGB").resize((1600, 1200))
-    return [astronaut, Image.open(GROUP).convert("RGB"), Image.open(COFFEE).convert("RGB"), tile, large,
+    large = Image.open(CAT).convert("RGB").resize((1600, 1200))
+    return [astronaut, Image.open(GROUP).convert("RGB"), Image.open(CAT).convert("RGB"), tile, large,
             Image.open(GRACE).convert("RGB")]
 
 
@@ -67,15 +67,17 @@ def test_recognize_many_equals_recognize_per_image(photos: list[Image.Image], ti
     recognizer = (EmotionRecognizer.from_pretrained(tiny_model_dir, onnx=None) if runtime == "pytorch"
                   else EmotionRecognizer.from_pretrained(onnx_model_dir))
     assert isinstance(recognizer.runtime, OnnxClassifier) == (runtime == "onnx")
-    single = [recognizer.recognize(photo) for photo in photos]
-    assert [len(result["faces"]) for result in single] == [1, 2, 1, 4, 1, 1]
-    assert [result["face_found"] for result in single] == [True, True, False, True, False, True]
-    for batch_size in (1, 3, None):  # a forward per image; batches across images (3 faces met mid-image); one
-        assert_same_results(list(recognizer.recognize_many(iter(photos), batch_size=batch_size)), single)
+    for whole_image, faces in ((False, [1, 2, 0, 4, 0, 1]), (True, [1, 2, 1, 4, 1, 1])):
+        single = [recognizer.recognize(photo, whole_image=whole_image) for photo in photos]
+        assert [len(result["faces"]) for result in single] == faces
+        assert [result["face_found"] for result in single] == [True, True, False, True, False, True]
+        for batch_size in (1, 3, None):  # a forward per image; batches across images (3 faces met mid-image); one
+            batched = recognizer.recognize_many(iter(photos), batch_size=batch_size, whole_image=whole_image)
+            assert_same_results(list(batched), single)
 
 
 def test_recognize_many_runs_one_forward_per_batch_of_faces(photos: list[Image.Image], tiny_model_dir: Path) -> None:
-    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir, onnx=None)
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir, onnx=None, whole_image=True)
     sizes = []
     forward = recognizer.runtime
     recognizer.runtime = lambda pixel_values: sizes.append(len(pixel_values)) or forward(pixel_values)
@@ -96,10 +98,10 @@ def folder_tree(tmp_path: Path) -> dict[str, Path]:
     shutil.copy(ASTRONAUT, root / "a.jpg")
     (root / "bad.jpg").write_bytes(b"not a photo\n")
     shutil.copy(GROUP, root / "sub" / "b.JPG")  # suffixes in any case
-    Image.open(COFFEE).save(root / "sub" / "deeper" / "c.png")
+    Image.open(CAT).save(root / "sub" / "deeper" / "c.png")
     (root / "sub" / "notes.txt").write_text("not an image: skipped and counted")
     shutil.copy(GRACE, more / "x.jpg")
-    shutil.copy(COFFEE, more / "y.jpeg")  # not matched by *.jpg
+    shutil.copy(CAT, more / "y.jpeg")  # not matched by *.jpg
     return {"root": root, "more": more}
 
 
@@ -141,17 +143,18 @@ def test_folder_and_glob_to_csv_with_a_bad_file(folder_tree: dict[str, Path], ti
     for path in files:
         image = Image.open(path).convert("RGB")
         result = recognizer.recognize(image)
-        for index, face in enumerate(result["faces"]):
-            expected_rows.append((str(path), index, result["face_found"], face, image.size))
-    assert [(row[0], int(row[1]), row[2]) for row in rows] == [
-        (file, index, str(found)) for file, index, found, _, _ in expected_rows]
-    assert [row[0] for row in rows].count(str(root / "sub" / "b.JPG")) == 2  # one row per face
-    for row, (_, _, found, face, size) in zip(rows, expected_rows, strict=True):
+        for index, face in enumerate(result["faces"] or [None], 1):  # no face: one row saying so
+            expected_rows.append((str(path), index if face else "", str(result["face_found"]), face))
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        (file, str(index), found) for file, index, found, _ in expected_rows]
+    assert [row[1] for row in rows if row[0] == str(root / "sub" / "b.JPG")] == ["1", "2"]  # one row per face
+    for row, (_, _, _, face) in zip(rows, expected_rows, strict=True):
+        if face is None:
+            assert row[3:] == ["", "", "", "", "no face", "", *[""] * len(recognizer.labels)]
+            continue
         assert [int(value) for value in row[3:7]] == face["box"]
         assert row[7] == face["label"] and float(row[8]) == pytest.approx(face["score"], abs=2e-6)
         assert [float(value) for value in row[9:]] == pytest.approx(list(face["scores"].values()), abs=2e-6)
-        if not found:  # no face: the whole image, as one row
-            assert face["box"] == [0, 0, *size]
     assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
 
 
@@ -165,7 +168,7 @@ def test_jsonl_file_and_csv_together(folder_tree: dict[str, Path], tiny_model_di
     lines = [json.loads(line) for line in lines_file.read_text().splitlines()]
     assert [line["file"] for line in lines] == [str(folder_tree["more"] / "x.jpg"), str(folder_tree["more"] / "y.jpeg")]
     assert [line["face_found"] for line in lines] == [True, False]
-    assert len(table.read_text().splitlines()) == 1 + sum(len(line["faces"]) for line in lines)
+    assert len(table.read_text().splitlines()) == 1 + sum(max(1, len(line["faces"])) for line in lines)
 
 
 def test_stdout_lines_stream_while_the_bar_goes_to_a_terminal_stderr(folder_tree: dict[str, Path],

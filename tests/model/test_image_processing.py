@@ -140,12 +140,13 @@ def test_garbage_is_a_clear_value_error(garbage: object, message: str) -> None:
 
 
 def pixels_reaching_the_model(recognizer: EmotionRecognizer, image: object) -> tuple[dict, torch.Tensor]:
-    """recognize(image), and the pixel_values its runtime (the model, or ONNX) was given."""
+    """recognize(image) (the whole image when no face is found), and the pixel_values its runtime (the model, or
+    ONNX) was given."""
     seen: list[torch.Tensor] = []
     runtime = recognizer.runtime
     recognizer.runtime = lambda pixel_values: seen.append(pixel_values.clone()) or runtime(pixel_values)
     try:
-        return recognizer.recognize(image), torch.cat(seen)
+        return recognizer.recognize(image, whole_image=True), torch.cat(seen)
     finally:
         recognizer.runtime = runtime
 
@@ -153,7 +154,8 @@ def pixels_reaching_the_model(recognizer: EmotionRecognizer, image: object) -> t
 @pytest.mark.parametrize("image_size", [48, 64, 96])
 def test_training_processor_and_recognizer_give_the_same_pixel_values(tmp_path, image_size: int) -> None:
     """uint8 grey faces (FER's 48 px, and 120 px ones that must be shrunk) through gray_to_pixel_values (train.py,
-    evaluation), FerImageProcessor and EmotionRecognizer (no face is detected in these: each is a whole crop)."""
+    evaluation), FerImageProcessor and EmotionRecognizer (no face is detected in these: each is a whole crop, classified
+    with whole_image=True)."""
     small, _ = faces(4, seed=image_size)
     large = np.stack([np.asarray(Image.fromarray(f).resize((120, 120), Image.Resampling.BICUBIC)) for f in small])
     recognizer = EmotionRecognizer.from_pretrained(save_random_model(tmp_path / "model", image_size=image_size))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fer_model import EmotionRecognizer
 from fer_model.images import load_image
-from tests.helpers.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, COFFEE, gradient, tile_2x2
+from tests.helpers.image_files import ASTRONAUT, ASTRONAUT_FACE_REGION, gradient, no_face_images, tile_2x2
 from tests.helpers.paths import RELEASED_MODEL_DIR, needs_released_model
 
 
@@ -28,7 +28,8 @@ def forward_batches(recognizer: EmotionRecognizer) -> list[int]:
 
 def check_schema(result: dict, labels: list[str], image_size: tuple[int, int]) -> None:
     assert json.loads(json.dumps(result)) == result  # JSON-serialisable as is
-    assert set(result) == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    assert set(result) - {"whole_image"} == {"face_found", "faces"} and isinstance(result["face_found"], bool)
+    assert result["face_found"] or not result["faces"] or result["whole_image"] is True
     for face in result["faces"]:
         x, y, w, h = face["box"]
         assert all(isinstance(v, int) for v in face["box"])
@@ -58,12 +59,25 @@ def test_tile_gives_four_faces_in_one_batch(tiny_model_dir: Path) -> None:
     assert all(s == pytest.approx(scores[0], abs=0.02) for s in scores)  # the same face, the same prediction
 
 
-def test_gradient_has_no_face_and_is_classified_whole(recognizer: EmotionRecognizer) -> None:
-    for image in (gradient(640, 480), load_image(COFFEE)):
-        result = recognizer.recognize(image)
+@pytest.mark.parametrize("name", ["blank", "cartoon", "cat photo"])
+def test_no_face_gives_no_emotion(recognizer: EmotionRecognizer, name: str) -> None:
+    image = no_face_images()[name]
+    sizes = forward_batches(recognizer)
+    assert recognizer.recognize(image) == {"face_found": False, "faces": []}
+    assert recognizer.recognize(np.asarray(image)) == {"face_found": False, "faces": []}
+    assert sizes == [], "nothing to classify: the model is not run"
+
+
+def test_whole_image_is_classified_only_when_asked(tiny_model_dir: Path) -> None:
+    image = gradient(640, 480)
+    for recognizer, kwargs in ((EmotionRecognizer.from_pretrained(tiny_model_dir), {"whole_image": True}),
+                               (EmotionRecognizer.from_pretrained(tiny_model_dir, whole_image=True), {})):
+        result = recognizer.recognize(image, **kwargs)
         check_schema(result, recognizer.labels, image.size)
-        assert result["face_found"] is False
+        assert result["face_found"] is False and result["whole_image"] is True
         assert [face["box"] for face in result["faces"]] == [[0, 0, image.width, image.height]]
+    assert recognizer.recognize(image, whole_image=False) == {"face_found": False, "faces": []}
+    assert "whole_image" not in recognizer.recognize(load_image(ASTRONAUT))  # faces found: the option is moot
 
 
 def test_large_images_work_on_a_copy_and_report_original_coordinates(recognizer: EmotionRecognizer) -> None:

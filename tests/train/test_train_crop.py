@@ -185,7 +185,7 @@ def test_ten_crop_evaluation_takes_the_ten_crops_as_validation_does(tmp_path: Pa
     assert result["accuracy"] == accuracy and result["tta"] == "10crop"
     recognizer = EmotionRecognizer.from_pretrained(folder, tta="10crop")
     with inputs_reaching_the_model(monkeypatch) as seen:
-        results = [recognizer.recognize(Image.fromarray(face[0].numpy())) for face in images]
+        results = [recognizer.recognize(Image.fromarray(face[0].numpy()), whole_image=True) for face in images]
     assert len(seen) == count and not any(result["face_found"] for result in results)  # each a whole face
     for index, views in enumerate(seen):  # one forward per face: its ten crops
         torch.testing.assert_close(views, expected[index::count], atol=1e-5, rtol=0)
