@@ -51,7 +51,10 @@ class Recipe(ModelArguments):
                 "stepped every optimizer step; plateau (torch's ReduceLROnPlateau, mode max), stepped once per "
                 "epoch with the validation accuracy of the kept candidate"})
     warmup_ratio: float | None = field(default=None, metadata={
-        "help": "fraction of steps warming up (default: onecycle 0.3, none 0; plateau has none)"})
+        "help": "fraction of steps warming up linearly (default: onecycle 0.3, none and plateau 0)"})
+    warmup_epochs: int | None = field(default=None, metadata={
+        "help": "warm up linearly over this many epochs' steps instead of warmup_ratio (plateau: then "
+                "ReduceLROnPlateau takes over)"})
     plateau_factor: float = field(default=0.75, metadata={
         "help": "plateau: multiply the lr by this when validation accuracy stalls (usef-kh: 0.75)"})
     plateau_patience: int = field(default=5, metadata={
@@ -111,6 +114,7 @@ class Recipe(ModelArguments):
             "resized_crop_scale": self.resized_crop_scale is None or is_range(self.resized_crop_scale, 0),
             "mixup_alpha": self.mixup_alpha >= 0,
             "warmup_ratio": self.warmup_ratio is None or 0 <= self.warmup_ratio < 1,
+            "warmup_epochs": self.warmup_epochs is None or 0 <= self.warmup_epochs < self.epochs,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
             "plateau_factor": 0 < self.plateau_factor < 1, "plateau_patience": self.plateau_patience >= 0,
             "min_lr": 0 <= self.min_lr <= self.lr,
@@ -120,10 +124,10 @@ class Recipe(ModelArguments):
         if bad:
             raise ValueError(f"invalid recipe value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         # Options that only mean something together with another: refuse rather than silently ignore.
-        if self.scheduler == "onecycle" and self.warmup_ratio == 0:
+        if self.warmup_ratio is not None and self.warmup_epochs is not None:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one")
+        if self.scheduler == "onecycle" and 0 in (self.warmup_ratio, self.warmup_epochs):
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
-        if self.scheduler == "plateau" and self.warmup_ratio:
-            raise ValueError(f"scheduler=plateau has no warm-up: drop warmup_ratio={self.warmup_ratio}")
         if self.compile_mode != "default" and not self.torch_compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")
 

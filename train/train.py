@@ -208,7 +208,7 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
         accelerator.print(f"resumed from {checkpoint} (epoch {state.epoch}, best val {state.best_accuracy:.4f})")
     start_report(accelerator, recipe, options, splits, batches.steps_per_epoch)
     per_epoch_schedule = stepped_per_epoch(recipe)
-    step = partial(training_step, accelerator, model, optimizer, scheduler=None if per_epoch_schedule else scheduler,
+    step = partial(training_step, accelerator, model, optimizer, scheduler=scheduler,  # plateau: its warm-up
                    loss_fn=partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),  # or MixUp's soft targets
                    clip_value=recipe.grad_clip_value)
     candidates = {"model": without_compile(model), **({"ema": ema.module} if ema is not None else {})}
