@@ -21,6 +21,7 @@ from transformers import HfArgumentParser
 from fer_model.configuration import FerConfig, ModelArguments
 from fer_model.data import DEFAULT_DATASET
 from fer_model.image_processing import TtaMode
+from train.budget import parse_max_time
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Optimizer = Literal["adam", "sgd"]
@@ -149,13 +150,27 @@ class RunOptions:
     skip_bad_rows: bool = field(default=False, metadata={"help": "drop (and count) bad rows instead of failing"})
     output_dir: str = field(default="outputs/fer-vgg16", metadata={"help": "model folder, metrics, card, checkpoints/"})
     pretrained_weights: str | None = field(default=None, metadata={
-        "help": "local ImageNet VGG16 state dict (.safetensors/.pth) instead of downloading it"})
+        "help": "local VGG16 backbone state dict (.safetensors/.pth) instead of downloading ImageNet's"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "a saved FER-VGG16 folder or Hub id: start from ALL its weights (backbone and head) with this "
+                "recipe's new schedule; the card names it as base_model"})
     max_train_samples: int | None = field(default=None, metadata={"help": "random subset of train (quick runs)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "random subset of validation and test"})
     eval_batch_size: int = field(default=256, metadata={"help": "per process"})
     cpu: bool = field(default=False, metadata={"help": "train on the CPU even if a GPU is present"})
     resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "a checkpoints/checkpoint_N folder, or 'latest' (in --output_dir)"})
+        "help": "a checkpoints/checkpoint_N folder, 'latest' (in --output_dir), or 'hub' / a Hub repo id: the "
+                "repo's last-checkpoint/ (--push_checkpoints), downloaded into --output_dir"})
+    push_checkpoints: bool = field(default=False, metadata={
+        "help": "upload every checkpoint saved to the Hub repo's last-checkpoint/ folder (--hub_model_id, as "
+                "--push_to_hub names it), replacing the previous one, so another machine can resume"})
+    checkpoint_optimizer: bool = field(default=True, metadata={
+        "help": "false: leave the optimizer's momentum out of checkpoints (about half their size; a resume "
+                "rebuilds it from zero, so it no longer matches an uninterrupted run exactly)"})
+    max_time: str | None = field(default=None, metadata={
+        "help": "time budget, DD:HH:MM:SS (as Lightning's max_time) or minutes: stop at the epoch boundary where the "
+                "next epoch and the finish would not fit, and finish the folder with the best model so far "
+                "(marked 'stopped at epoch N of M (time budget)'); continue with --resume_from_checkpoint latest"})
     stop_after_epoch: int | None = field(default=None, metadata={
         "help": "stop once this epoch is done (its checkpoint kept), as an interrupted run would"})
     checkpoints_total_limit: int = field(default=2, metadata={
@@ -178,6 +193,8 @@ class RunOptions:
         for name in ("checkpoint_every", "checkpoints_total_limit", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)}: must be >= 1")
+        if self.max_time is not None:
+            parse_max_time(self.max_time)  # a bad budget fails before anything is loaded
 
 
 def is_range(values: list[float], low: float, high: float = float("inf")) -> bool:

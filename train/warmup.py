@@ -12,13 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LinearLR, ReduceLROnPlateau
+from torch.optim.lr_scheduler import LinearLR, LRScheduler, ReduceLROnPlateau
 
 START_FACTOR = 1e-3  # the warm-up starts at lr / 1000 (LinearLR needs a factor > 0)
 
 
-class PlateauWithWarmup:
-    """`step()` (every optimizer step) warms up; `step(metric)` (every epoch) is the plateau, after the warm-up."""
+class PlateauWithWarmup(LRScheduler):
+    """`step()` (every optimizer step) warms up; `step(metric)` (every epoch) is the plateau, after the warm-up.
+
+    An LRScheduler (as torch's own ReduceLROnPlateau, without LRScheduler.__init__'s initial step), so that
+    accelerate's prepare() takes it as a scheduler and save_state/load_state checkpoint it.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, **plateau: Any) -> None:
         self.optimizer, self.warmup_steps, self.steps = optimizer, warmup_steps, 0
