@@ -55,7 +55,7 @@ def render_model_card(
         tags=TAGS,
         datasets=[dataset] if is_hub_id(dataset) else None,
         metrics=["accuracy", "f1"],
-        base_model=f"timm/{PRETRAINED_TAGS[recipe.get('backbone', 'vgg16')]}" if recipe.get("pretrained") else None,
+        base_model=base_model(metrics, recipe),
         eval_results=[
             EvalResult(task_type="image-classification", task_name="Facial expression recognition",
                        dataset_type=dataset_id, dataset_name="FER2013", dataset_split="test",
@@ -82,3 +82,12 @@ def render_model_card(
         recipe=recipe,
         confusion_matrix_png=CONFUSION_MATRIX_PNG,
     )
+
+
+def base_model(metrics: dict[str, Any], recipe: dict[str, Any]) -> str | None:
+    """What the model started from, as a Hub id: train.py's training.init (its --init_from model, or ImageNet's
+    timm weights; none for a --pretrained_weights file or random init); older metrics: ImageNet if pretrained."""
+    init = metrics.get("training", {}).get("init")
+    if init is not None:
+        return init.get("base_model")
+    return f"timm/{PRETRAINED_TAGS[recipe.get('backbone', 'vgg16')]}" if recipe.get("pretrained") else None

@@ -61,8 +61,14 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     return [p for p in checkpoint_folders(output_dir) if (p / MANIFEST_FILE).is_file()]
 
 
-def save_checkpoint(accelerator: Accelerator, epoch: int, best_model_files: list[str]) -> Path:
-    """accelerate's save_state as checkpoint_<epoch>, then the best model's links and, last, the manifest."""
+def save_checkpoint(accelerator: Accelerator, epoch: int, best_model_files: list[str], optimizer_state: bool = True,
+                    push_to: str | None = None) -> Path:
+    """accelerate's save_state as checkpoint_<epoch>, then the best model's links and, last, the manifest.
+
+    optimizer_state=False (--checkpoint_optimizer false) leaves the optimizer's momentum out; `push_to` (a Hub
+    repo id, --push_checkpoints) then uploads the complete checkpoint to its last-checkpoint/ folder."""
+    from train.hub_checkpoints import drop_optimizer_state, push_checkpoint
+
     output_dir = Path(accelerator.project_dir)
     folder = output_dir / CHECKPOINTS_DIR / f"{PREFIX}{epoch}"
     if accelerator.is_main_process:  # incomplete leftovers, and the future of an older resume point
@@ -78,7 +84,11 @@ def save_checkpoint(accelerator: Accelerator, epoch: int, best_model_files: list
         best.mkdir()
         for name in best_model_files:
             link_or_copy(output_dir / name, best / name)
+        if not optimizer_state:
+            drop_optimizer_state(folder)
         write_manifest(folder)
+        if push_to:
+            push_checkpoint(folder, push_to)
     accelerator.wait_for_everyone()
     return folder
 
@@ -109,8 +119,16 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def find_checkpoint(spec: str, output_dir: Path) -> Path:
-    """`latest` (the newest complete checkpoint in output_dir) or an explicit checkpoint folder."""
+def find_checkpoint(spec: str, output_dir: Path, hub_model_id: str | None = None) -> Path:
+    """`latest` (the newest complete checkpoint in output_dir), an explicit checkpoint folder, or `hub` / a Hub
+    repo id: its last-checkpoint/ folder (--push_checkpoints), downloaded into output_dir/checkpoints."""
+    from fer_model.loading import is_hub_id
+    from train.hub_checkpoints import download_checkpoint
+
+    if spec == "hub" or (not Path(spec).exists() and "/" in spec and is_hub_id(spec)):
+        if spec == "hub" and not hub_model_id:
+            raise CheckpointError("--resume_from_checkpoint hub needs --hub_model_id (the repo the run pushed to)")
+        return download_checkpoint(hub_model_id if spec == "hub" else spec, output_dir)
     if spec == "latest":
         found = complete_checkpoints(output_dir)
         if not found:
@@ -149,9 +167,9 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path / STATE_FILE, weights_only=True)
 
 
-def resume_checkpoint(spec: str, output_dir: Path, recipe: dict[str, Any]) -> Path:
+def resume_checkpoint(spec: str, output_dir: Path, recipe: dict[str, Any], hub_model_id: str | None = None) -> Path:
     """The checkpoint to resume from, verified file by file, written by the same recipe."""
-    checkpoint = find_checkpoint(spec, output_dir)
+    checkpoint = find_checkpoint(spec, output_dir, hub_model_id)
     saved = verify_checkpoint(checkpoint)["recipe"]
     changed = sorted(k for k in set(saved) | set(recipe) if recipe.get(k) != saved.get(k))
     if changed:

@@ -14,6 +14,7 @@ import torch
 from transformers import get_scheduler
 
 from train.recipe import Recipe
+from train.warmup import PlateauWithWarmup
 
 
 def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -27,22 +28,32 @@ def build_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optim
 
 
 def stepped_per_epoch(recipe: Recipe) -> bool:
-    """Whether the schedule is stepped once per epoch with a validation accuracy (plateau), not every step."""
+    """Whether the schedule is also stepped once per epoch with a validation accuracy (plateau, after its
+    warm-up, which is stepped every optimizer step like the other schedules)."""
     return recipe.scheduler == "plateau"
 
 
-def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
-    """The schedule (per step over `total_steps`, or per epoch for plateau).
+def warmup_steps(recipe: Recipe, total_steps: int) -> int:
+    """The warm-up's optimizer steps: warmup_epochs of total_steps / epochs, or warmup_ratio of total_steps."""
+    if recipe.warmup_epochs is not None:
+        return total_steps * recipe.warmup_epochs // recipe.epochs
+    default = 0.3 if recipe.scheduler == "onecycle" else 0.0
+    return int((default if recipe.warmup_ratio is None else recipe.warmup_ratio) * total_steps)
 
-    none: get_scheduler's constant lr after an optional linear warm-up. onecycle: torch's OneCycleLR
-    (get_scheduler has no one-cycle), keeping the recipe's momentum constant (cycle_momentum=False).
-    plateau: torch's ReduceLROnPlateau on validation accuracy (mode max, usef-kh's recipe).
+
+def build_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """The schedule over `total_steps` optimizer steps, each after a linear warm-up (warmup_steps).
+
+    none: get_scheduler's constant lr after the warm-up. onecycle: torch's OneCycleLR (get_scheduler has no
+    one-cycle; its rising phase is the warm-up), keeping the recipe's momentum constant (cycle_momentum=False).
+    plateau: torch's LinearLR warm-up, then ReduceLROnPlateau on validation accuracy (mode max, usef-kh's
+    recipe), stepped per epoch (train/warmup.py).
     """
     if recipe.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=recipe.plateau_factor,
-                                                          patience=recipe.plateau_patience, min_lr=recipe.min_lr)
+        return PlateauWithWarmup(optimizer, warmup_steps(recipe, total_steps), mode="max",
+                                 factor=recipe.plateau_factor, patience=recipe.plateau_patience, min_lr=recipe.min_lr)
     if recipe.scheduler == "onecycle":
+        rising = recipe.warmup_epochs / recipe.epochs if recipe.warmup_epochs else recipe.warmup_ratio or 0.3
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
-                                                   pct_start=recipe.warmup_ratio or 0.3, cycle_momentum=False)
-    warmup_steps = int((recipe.warmup_ratio or 0.0) * total_steps)
-    return get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup_steps)
+                                                   pct_start=rising, cycle_momentum=False)
+    return get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup_steps(recipe, total_steps))

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from fer_model import FerForImageClassification, FerImageProcessor
+from fer_model.calibration import RELIABILITY_PNG
 from fer_model.card import CONFUSION_MATRIX_PNG, render_model_card
 from fer_model.evaluation import plot_confusion_matrix, predict_logits
 from fer_model.image_processing import gray_to_pixel_values
@@ -25,7 +26,10 @@ from fer_model.onnx_runtime import CALIBRATION_METHODS, INT8_FILENAME, OnnxClass
 from train.checkpoints import replace_files
 
 # Never uploaded: resume checkpoints, TensorBoard logs, and any staging folder a killed run left (.best-*).
-PUSH_IGNORE_PATTERNS = ["checkpoints/*", "logs/*", ".*"]
+PUSH_IGNORE_PATTERNS = ["checkpoints/*", "last-checkpoint/*", "logs/*", ".*"]
+# What a finish writes beside the model: a folder with them is finished (complete, or stopped by --max_time).
+FINISH_FILES = ("metrics.json", "README.md", CONFUSION_MATRIX_PNG, RELIABILITY_PNG, INT8_FILENAME,
+                "train_config.yaml")
 
 
 def save_best_model(accelerator: Accelerator, model: Any, output_dir: Path) -> list[str]:
@@ -44,6 +48,15 @@ def save_best_model(accelerator: Accelerator, model: Any, output_dir: Path) -> l
             FerImageProcessor.from_model_config(unwrapped.config).save_pretrained(staging)
             names = replace_files(Path(staging), output_dir)
     return names
+
+
+def clear_finish(accelerator: Accelerator, output_dir: Path) -> None:
+    """On a resume: remove what the last finish wrote beside the model (metrics, card, plots, int8 file), which
+    no longer describe the folder once the checkpoint's best model is back; the next finish writes them again."""
+    if accelerator.is_main_process:
+        for name in FINISH_FILES:
+            (output_dir / name).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
 
 
 def command_line(argv: list[str], num_processes: int) -> str:
@@ -96,6 +109,13 @@ def write_model_folder(output_dir: Path, metrics: dict[str, Any], recipe: dict[s
     if push:
         upload_folder(output_dir, repo_id)
         print(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
+
+
+def checkpoint_repo(options: Any, output_dir: Path) -> str | None:
+    """--push_checkpoints: the Hub repo (created if missing, as --push_to_hub names it) the checkpoints go to."""
+    if not options.push_checkpoints:
+        return None
+    return create_repo(options.hub_model_id or output_dir.resolve().name, options.hub_private)
 
 
 def create_repo(repo_id: str, private: bool) -> str:

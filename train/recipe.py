@@ -21,6 +21,7 @@ from transformers import HfArgumentParser
 from fer_model.configuration import FerConfig, ModelArguments
 from fer_model.data import DEFAULT_DATASET
 from fer_model.image_processing import TtaMode
+from train.budget import parse_max_time
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 Optimizer = Literal["adam", "sgd"]
@@ -51,7 +52,10 @@ class Recipe(ModelArguments):
                 "stepped every optimizer step; plateau (torch's ReduceLROnPlateau, mode max), stepped once per "
                 "epoch with the validation accuracy of the kept candidate"})
     warmup_ratio: float | None = field(default=None, metadata={
-        "help": "fraction of steps warming up (default: onecycle 0.3, none 0; plateau has none)"})
+        "help": "fraction of steps warming up linearly (default: onecycle 0.3, none and plateau 0)"})
+    warmup_epochs: int | None = field(default=None, metadata={
+        "help": "warm up linearly over this many epochs' steps instead of warmup_ratio (plateau: then "
+                "ReduceLROnPlateau takes over)"})
     plateau_factor: float = field(default=0.75, metadata={
         "help": "plateau: multiply the lr by this when validation accuracy stalls (usef-kh: 0.75)"})
     plateau_patience: int = field(default=5, metadata={
@@ -111,6 +115,7 @@ class Recipe(ModelArguments):
             "resized_crop_scale": self.resized_crop_scale is None or is_range(self.resized_crop_scale, 0),
             "mixup_alpha": self.mixup_alpha >= 0,
             "warmup_ratio": self.warmup_ratio is None or 0 <= self.warmup_ratio < 1,
+            "warmup_epochs": self.warmup_epochs is None or 0 <= self.warmup_epochs < self.epochs,
             "ema_decay": self.ema_decay is None or 0 < self.ema_decay < 1,
             "plateau_factor": 0 < self.plateau_factor < 1, "plateau_patience": self.plateau_patience >= 0,
             "min_lr": 0 <= self.min_lr <= self.lr,
@@ -120,10 +125,10 @@ class Recipe(ModelArguments):
         if bad:
             raise ValueError(f"invalid recipe value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         # Options that only mean something together with another: refuse rather than silently ignore.
-        if self.scheduler == "onecycle" and self.warmup_ratio == 0:
+        if self.warmup_ratio is not None and self.warmup_epochs is not None:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one")
+        if self.scheduler == "onecycle" and 0 in (self.warmup_ratio, self.warmup_epochs):
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
-        if self.scheduler == "plateau" and self.warmup_ratio:
-            raise ValueError(f"scheduler=plateau has no warm-up: drop warmup_ratio={self.warmup_ratio}")
         if self.compile_mode != "default" and not self.torch_compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")
 
@@ -145,13 +150,27 @@ class RunOptions:
     skip_bad_rows: bool = field(default=False, metadata={"help": "drop (and count) bad rows instead of failing"})
     output_dir: str = field(default="outputs/fer-vgg16", metadata={"help": "model folder, metrics, card, checkpoints/"})
     pretrained_weights: str | None = field(default=None, metadata={
-        "help": "local ImageNet VGG16 state dict (.safetensors/.pth) instead of downloading it"})
+        "help": "local VGG16 backbone state dict (.safetensors/.pth) instead of downloading ImageNet's"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "a saved FER-VGG16 folder or Hub id: start from ALL its weights (backbone and head) with this "
+                "recipe's new schedule; the card names it as base_model"})
     max_train_samples: int | None = field(default=None, metadata={"help": "random subset of train (quick runs)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "random subset of validation and test"})
     eval_batch_size: int = field(default=256, metadata={"help": "per process"})
     cpu: bool = field(default=False, metadata={"help": "train on the CPU even if a GPU is present"})
     resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "a checkpoints/checkpoint_N folder, or 'latest' (in --output_dir)"})
+        "help": "a checkpoints/checkpoint_N folder, 'latest' (in --output_dir), or 'hub' / a Hub repo id: the "
+                "repo's last-checkpoint/ (--push_checkpoints), downloaded into --output_dir"})
+    push_checkpoints: bool = field(default=False, metadata={
+        "help": "upload every checkpoint saved to the Hub repo's last-checkpoint/ folder (--hub_model_id, as "
+                "--push_to_hub names it), replacing the previous one, so another machine can resume"})
+    checkpoint_optimizer: bool = field(default=True, metadata={
+        "help": "false: leave the optimizer's momentum out of checkpoints (about half their size; a resume "
+                "rebuilds it from zero, so it no longer matches an uninterrupted run exactly)"})
+    max_time: str | None = field(default=None, metadata={
+        "help": "time budget, DD:HH:MM:SS (as Lightning's max_time) or minutes: stop at the epoch boundary where the "
+                "next epoch and the finish would not fit, and finish the folder with the best model so far "
+                "(marked 'stopped at epoch N of M (time budget)'); continue with --resume_from_checkpoint latest"})
     stop_after_epoch: int | None = field(default=None, metadata={
         "help": "stop once this epoch is done (its checkpoint kept), as an interrupted run would"})
     checkpoints_total_limit: int = field(default=2, metadata={
@@ -174,6 +193,8 @@ class RunOptions:
         for name in ("checkpoint_every", "checkpoints_total_limit", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} {getattr(self, name)}: must be >= 1")
+        if self.max_time is not None:
+            parse_max_time(self.max_time)  # a bad budget fails before anything is loaded
 
 
 def is_range(values: list[float], low: float, high: float = float("inf")) -> bool:

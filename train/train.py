@@ -33,12 +33,11 @@ from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 
 import datasets  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import transformers  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
-from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, set_seed  # noqa: E402
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, broadcast_object_list, set_seed  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -47,11 +46,14 @@ from fer_model.data import load_fer2013, split_to_tensors  # noqa: E402
 from fer_model.onnx_runtime import int8_calibration_faces  # noqa: E402
 from train.augment import build_augment, build_mixup  # noqa: E402
 from train.batches import DeviceBatches  # noqa: E402
+from train.budget import TimeBudget  # noqa: E402
 from train.checkpoints import load_checkpoint, project_configuration, resume_checkpoint, save_checkpoint  # noqa: E402
 from train.ema import EMAModel  # noqa: E402
-from train.evaluation import evaluate_best_model, validate, without_compile  # noqa: E402
+from train.evaluation import validate, without_compile  # noqa: E402
+from train.finish import finish_run, stopped_marker  # noqa: E402
+from train.init_from import load_init_weights  # noqa: E402
 from train.optim import build_optimizer, build_scheduler, stepped_per_epoch  # noqa: E402
-from train.publish import export_int8, save_best_model, write_model_folder  # noqa: E402
+from train.publish import checkpoint_repo, clear_finish, save_best_model  # noqa: E402
 from train.recipe import Recipe, RunOptions, parse_args  # noqa: E402
 
 PROJECT_NAME = "fer-vgg16"
@@ -68,6 +70,7 @@ class TrainState:
     best_model_files: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     recipe: dict[str, Any] = field(default_factory=dict)
+    test_evaluations: int = 0  # finishes so far (a --max_time stop finishes too): each read the test split once
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,10 +101,13 @@ def build_accelerator(recipe: Recipe, cpu: bool = False, report_to: str = "none"
 
 
 def backbone_init(recipe: Recipe, options: RunOptions) -> bool | str:
-    """What `pretrained_backbone` gets: ImageNet download (True), a local file, or nothing (False)."""
+    """What `pretrained_backbone` gets: ImageNet download (True), a local file, or nothing (False: random, or
+    --init_from's weights loaded afterwards)."""
     if options.pretrained_weights and not recipe.pretrained:
         raise ValueError("--pretrained_weights contradicts --no-pretrained (pretrained: false)")
-    return options.pretrained_weights or recipe.pretrained
+    if options.init_from and options.pretrained_weights:
+        raise ValueError("--init_from loads every weight: drop --pretrained_weights")
+    return False if options.init_from else options.pretrained_weights or recipe.pretrained
 
 
 def build_model(recipe: Recipe, label_names: list[str], pretrained_backbone: bool | str = False,
@@ -175,11 +181,13 @@ def load_splits(accelerator: Accelerator, options: RunOptions, seed: int,
 
 def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> dict[str, Any]:
     run_start, output_dir = time.perf_counter(), Path(options.output_dir)
+    budget = TimeBudget(options.max_time, recipe.tta, options.export_int8)  # --max_time; unlimited without it
     ignored_freeze = recipe.freeze_until if not recipe.pretrained else None  # freezing is for ImageNet weights
     recipe = replace(recipe, freeze_until=None) if ignored_freeze else recipe
     # A bad checkpoint or a changed recipe fails here, before any data is loaded.
-    checkpoint = (resume_checkpoint(options.resume_from_checkpoint, output_dir, asdict(recipe))
+    checkpoint = (resume_checkpoint(options.resume_from_checkpoint, output_dir, asdict(recipe), options.hub_model_id)
                   if options.resume_from_checkpoint else None)
+    push_to = checkpoint_repo(options, output_dir)  # --push_checkpoints: the repo, created before training
     accelerator = build_accelerator(recipe, options.cpu, options.report_to,
                                     project_configuration(output_dir, options.checkpoints_total_limit))
     if ignored_freeze:
@@ -188,6 +196,8 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     splits, label_names, int8_faces = load_splits(accelerator, options, recipe.seed)
     with accelerator.main_process_first():  # one ImageNet download, then the others read the cache
         model = build_model(recipe, label_names, backbone_init(recipe, options), accelerator.device)
+        if options.init_from:  # all its weights, before the optimizer and the EMA copy them
+            load_init_weights(model, options.init_from)
     config = model.config
     images, labels = (t.to(accelerator.device) for t in splits["train"])  # resident for the whole run
     batches = DeviceBatches(images, labels, config, recipe.batch_size, recipe.seed, augment=build_augment(recipe),
@@ -197,23 +207,25 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
     optimizer = build_optimizer(recipe, model)  # after model.to(device): fused kernels on a GPU
     scheduler = build_scheduler(recipe, optimizer, batches.steps_per_epoch * recipe.epochs)
     ema = EMAModel(model, recipe.ema_decay) if recipe.ema_decay is not None else None
-    val_loader, test_loader = (DataLoader(TensorDataset(*splits[name]), batch_size=options.eval_batch_size)
-                               for name in ("validation", "test"))
-    model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(
-        model, optimizer, val_loader, test_loader, scheduler)
+    loaders = tuple(DataLoader(TensorDataset(*splits[name]), batch_size=options.eval_batch_size)
+                    for name in ("validation", "test"))
+    model, optimizer, val_loader, test_loader, scheduler = accelerator.prepare(model, optimizer, *loaders, scheduler)
     state = TrainState(recipe=asdict(recipe))
     accelerator.register_for_checkpointing(state, *([ema] if ema is not None else []))  # state first: STATE_FILE
     if checkpoint is not None:
         load_checkpoint(accelerator, checkpoint)
+        clear_finish(accelerator, output_dir)  # the folder is no longer what the last finish published
         accelerator.print(f"resumed from {checkpoint} (epoch {state.epoch}, best val {state.best_accuracy:.4f})")
     start_report(accelerator, recipe, options, splits, batches.steps_per_epoch)
-    per_epoch_schedule = stepped_per_epoch(recipe)
-    step = partial(training_step, accelerator, model, optimizer, scheduler=None if per_epoch_schedule else scheduler,
+    step = partial(training_step, accelerator, model, optimizer, scheduler=scheduler,  # plateau: its warm-up
                    loss_fn=partial(F.cross_entropy, label_smoothing=recipe.label_smoothing),  # or MixUp's soft targets
                    clip_value=recipe.grad_clip_value)
     candidates = {"model": without_compile(model), **({"ema": ema.module} if ema is not None else {})}
+    budget.epochs_start()
+    stopped = None
     for epoch in range(state.epoch + 1, recipe.epochs + 1):
         train_loss, images_per_second, train_time = train_one_epoch(accelerator, model, step, batches, epoch, ema)
+        validation_start = time.perf_counter()
         record = validate(accelerator, candidates, val_loader, config, recipe.channels_last)
         improved = record["val_accuracy"] > state.best_accuracy
         if improved:
@@ -222,27 +234,29 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
         state.epoch = epoch
         state.history.append({"epoch": epoch, "train_loss": train_loss, **record, "lr": scheduler.get_last_lr()[0],
                               "images_per_second": images_per_second, "train_time_s": train_time})
-        if per_epoch_schedule:  # after recording the lr this epoch trained with
+        if stepped_per_epoch(recipe):  # after recording the lr this epoch trained with
             scheduler.step(record["val_accuracy"])
-        stopping = options.stop_after_epoch is not None and options.stop_after_epoch <= epoch < recipe.epochs
-        if epoch % options.checkpoint_every == 0 or epoch == recipe.epochs or stopping:
-            save_checkpoint(accelerator, epoch, state.best_model_files)
+        budget.epoch_done(time.perf_counter() - validation_start)
+        out_of_time = broadcast_object_list([budget.ends_after(epoch, recipe.epochs)])[0]  # main's clock decides
+        stopped = stopped_marker(epoch, recipe.epochs) if out_of_time else None
+        interrupted = options.stop_after_epoch is not None and options.stop_after_epoch <= epoch < recipe.epochs
+        state.test_evaluations += bool(stopped)  # the finish below, counted in the checkpoint for the next one
+        if epoch % options.checkpoint_every == 0 or epoch == recipe.epochs or interrupted or stopped:
+            save_checkpoint(accelerator, epoch, state.best_model_files, options.checkpoint_optimizer, push_to)
         report_epoch(accelerator, state.history[-1], recipe.epochs, improved)
-        if stopping:
+        if interrupted:
             accelerator.print(f"stopped after epoch {epoch} (--stop_after_epoch); continue with "
                               "--resume_from_checkpoint latest")
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state.state_dict()}
-    metrics = evaluate_best_model(accelerator, output_dir, recipe, val_loader, test_loader, config)
-    if options.export_int8:
-        metrics["int8"] = export_int8(accelerator, output_dir, int8_faces, splits["test"])
-    metrics["validation"] = {k: getattr(state, k) for k in ("best_accuracy", "best_epoch", "best_model", "history")}
-    metrics["training"] = training_summary(accelerator, recipe, state, splits, run_start)
-    if accelerator.is_main_process:
-        write_model_folder(output_dir, metrics, asdict(recipe), dataset=options.dataset, preset=options.config,
-                           argv=argv, num_processes=accelerator.num_processes, hub_model_id=options.hub_model_id,
-                           push=options.push_to_hub, private=options.hub_private)
-    accelerator.wait_for_everyone()
+        if stopped:
+            accelerator.print(f"{stopped}: the next epoch would not finish inside --max_time {options.max_time}; "
+                              "finishing the folder with the best model so far (continue with "
+                              "--resume_from_checkpoint latest)")
+            break
+    state.test_evaluations += not stopped
+    metrics = finish_run(accelerator, recipe, options, state, (val_loader, test_loader), config, splits, int8_faces,
+                         run_start, argv, stopped)
     accelerator.end_training()
     return metrics
 
@@ -271,19 +285,6 @@ def report_epoch(accelerator: Accelerator, record: dict[str, Any], epochs: int, 
     accelerator.print(f"epoch {record['epoch']}/{epochs}: train_loss {record['train_loss']:.4f} "
                       f"val_loss {record['val_loss']:.4f} val_accuracy {record['val_accuracy']:.4f}{raw} "
                       f"{record['images_per_second']:.0f} images/s{' (best, saved)' if improved else ''}")
-
-
-def training_summary(accelerator: Accelerator, recipe: Recipe, state: TrainState, splits: dict[str, tuple],
-                     run_start: float) -> dict[str, Any]:
-    speeds = [record["images_per_second"] for record in state.history]
-    return {
-        "epochs_completed": state.epoch, "num_processes": accelerator.num_processes,
-        "device": accelerator.device.type, "mixed_precision": recipe.mixed_precision,
-        **{f"{name}_samples": len(labels) for name, (_, labels) in splits.items()},
-        "images_per_second": float(np.mean(speeds)), "images_per_second_median": float(np.median(speeds)),
-        "train_time_s": float(sum(record["train_time_s"] for record in state.history)),
-        "wall_time_s": time.perf_counter() - run_start,  # this process only: a resumed run counts from the resume
-    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -114,9 +114,9 @@ def test_plateau_schedule_is_restored_by_load_state(tmp_path: Path) -> None:
         checkpoint = save_checkpoint(accelerator, 3, ["model.safetensors"])
         for accuracy in (0.9, 0.5, 0.5):  # what happens after the checkpoint: a new best, then a drop
             scheduler.step(accuracy)
-        assert (scheduler.scheduler.best, optimizer.param_groups[0]["lr"]) == (0.9, pytest.approx(0.05))
+        assert (scheduler.scheduler.plateau.best, optimizer.param_groups[0]["lr"]) == (0.9, pytest.approx(0.05))
         load_checkpoint(accelerator, checkpoint)
-        inner = scheduler.scheduler
+        inner = scheduler.scheduler.plateau  # after train/warmup.py's warm-up (none here)
         assert (inner.best, inner.num_bad_epochs, optimizer.param_groups[0]["lr"]) == (0.6, 1, 0.1)
         scheduler.step(0.58)  # the second stalled epoch since 0.6: the restored count makes it drop now
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)

@@ -66,7 +66,7 @@ def test_recipe_options_end_to_end_and_push(tmp_path: Path, in_process, monkeypa
                                                         mode="max", factor=0.5, patience=0)
     for h in history:
         replay.step(h["val_accuracy"])
-    saved = torch.load(output_dir / "checkpoints" / "checkpoint_2" / "scheduler.bin", weights_only=False)
+    saved = torch.load(output_dir / "checkpoints" / "checkpoint_2" / "scheduler.bin", weights_only=False)["plateau"]
     assert (saved["best"], saved["num_bad_epochs"], saved["_last_lr"]) == (
         replay.best, replay.num_bad_epochs, replay.get_last_lr())
     checkpoints = output_dir / "checkpoints"

@@ -49,7 +49,8 @@ def test_flags_override_the_preset() -> None:
     ("ema_decay: 1.5\n", r"ema_decay=1.5"),
     ("swa_epochs: 3\n", r"unknown option\(s\) \['swa_epochs'\]"),  # removed options are refused, not ignored
     ("scheduler: cosine_restarts\n", r"scheduler='cosine_restarts' is not one of \['none', 'onecycle', 'plateau'\]"),
-    ("scheduler: plateau\nwarmup_ratio: 0.1\n", "scheduler=plateau has no warm-up"),
+    ("warmup_ratio: 0.1\nwarmup_epochs: 1\n", "warmup_ratio=0.1 and warmup_epochs=1: give one"),
+    ("warmup_epochs: 5\nepochs: 5\n", "warmup_epochs=5"),
     ("plateau_factor: 1.5\n", r"plateau_factor=1.5"),
     ("erasing_scale: [0.4, 0.1]\n", r"erasing_scale=\[0.4, 0.1\]"),
     ("erasing_ratio: [0.3]\n", r"erasing_ratio=\[0.3\]"),
