@@ -1,7 +1,9 @@
 """How the Space serves: the queue's limits, readable client errors, a bounded cache, memory given back.
 
 Every event goes through the queue (`queue_every_event`): photo/API requests share the "model" group (CONCURRENCY at
-a time), the Live stream and the Video analysis have their own groups of one, at most MAX_QUEUE wait.
+a time), the Live stream and the Video analysis have their own groups of one. Each group has its own waiting line
+(WAITING: a flood of videos never refuses a photo), video jobs are capped per client (PER_CLIENT), and a job starts
+only once its client listens (space.queue_guard; space.gate counts the listeners).
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import gradio as gr
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gradio.route_utils import FnIndexInferError, delete_files_created_by_app
+from starlette.middleware import Middleware
+
+from space.gate import Gate
+from space.queue_guard import QueueGuard
 
 from space.uploads import MAX_IMAGE_SIZE, MAX_VIDEO_SIZE
 
 CONCURRENCY = 2  # photo/API requests run at once: the model already uses every core of a small CPU Space
-MAX_QUEUE = 32  # requests waiting beyond this are refused with "queue full" rather than piling up
+MAX_QUEUE = 32  # photo/API requests waiting beyond this are refused with "queue full" rather than piling up
+LIVE_QUEUE, VIDEO_QUEUE = 4, 4  # Live streams and videos waiting (a 60-s clip takes about a minute)
+VIDEO_PER_CLIENT = 1  # videos waiting per session and per IP address
 MAX_FILE_SIZE = max(MAX_IMAGE_SIZE, MAX_VIDEO_SIZE)  # gradio's upload route; images are held to theirs when read
 SESSIONS_KEPT = 8  # gradio keeps each session's last inputs (a data: URL in full) for its 10,000 latest by default
 DELETE_CACHE = (60, 300)  # every 60 s, the uploads and outputs gradio cached over 5 minutes ago are deleted
@@ -35,7 +43,10 @@ def queue_every_event(demo: gr.Blocks) -> gr.Blocks:
     and api_open would let /gradio_api/run/ skip the queue."""
     for event in demo.fns.values():
         event.queue = True
-    return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=MAX_QUEUE, api_open=False)
+    waiting = {"model": MAX_QUEUE, "live": LIVE_QUEUE, "video": VIDEO_QUEUE}
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=sum(waiting.values()), api_open=False)
+    QueueGuard(waiting, {"video": VIDEO_PER_CLIENT}).install(demo._queue)
+    return demo
 
 
 def client_error(request: Request, error: Exception) -> Response:
@@ -66,7 +77,7 @@ async def sweep_cache(server: Any) -> AsyncIterator[None]:
 
 # mcp_server=False: the app is no MCP server, whatever GRADIO_MCP_SERVER says (README, API)
 LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, mcp_server=False, app_kwargs={
-    "lifespan": sweep_cache,
+    "lifespan": sweep_cache, "middleware": [Middleware(Gate)],
     "exception_handlers": {KeyError: client_error, TypeError: client_error, FnIndexInferError: client_error}})
 
 

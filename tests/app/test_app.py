@@ -115,7 +115,9 @@ def test_image_uploads_over_the_image_limit_are_refused(client: Client, tmp_path
 
 def test_queue_is_bounded(demo) -> None:
     """Photo and API share the model's group; the Live stream has its own group of one and a short time limit."""
-    assert demo._queue.max_size == app.MAX_QUEUE and demo.api_open is False  # no /run/ route around the queue
+    guard = demo._queue.queue_guard  # space.queue_guard: one waiting line per group, videos capped per client
+    assert guard.waiting["model"] == app.MAX_QUEUE and demo._queue.max_size == sum(guard.waiting.values())
+    assert demo.api_open is False  # no /run/ route around the queue
     assert demo._queue.default_concurrency_limit == app.CONCURRENCY
     groups = {fn.api_name: (fn.concurrency_id, fn.concurrency_limit) for fn in demo.fns.values() if fn.queue}
     assert groups["predict"] == groups["analyze"] == ("model", app.CONCURRENCY)
