@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_video_parser(commands: argparse._SubParsersAction) -> None:
+    from .tracking import MAX_GAP_S
     from .video import DEFAULT_FPS, VideoLimits
 
     video = commands.add_parser("video", help="emotions over a video, per face: CSV, summary, timeline, "
@@ -84,6 +85,10 @@ def add_video_parser(commands: argparse._SubParsersAction) -> None:
                        help="frames analysed per second, at most (default %(default)g)")
     video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds,
                        help="longer videos are refused (default %(default)g)")
+    video.add_argument("--smooth", action="store_true", help="labels and timeline from each face's probabilities "
+                       "averaged over its last 0.5 s (emotions.csv keeps the raw scores beside the smoothed ones)")
+    video.add_argument("--max_gap_s", type=float, default=MAX_GAP_S, help="a face unseen for up to this long that "
+                       "comes back near where it was keeps its number (default %(default)g s)")
     video.add_argument("--model", default=None, help=MODEL_HELP)
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = video.add_mutually_exclusive_group()
@@ -100,15 +105,16 @@ def run_video(args: argparse.Namespace) -> int:
     from .video import VideoError, VideoLimits, analyze_video, probe_video
 
     transformers_logging.disable_progress_bar()  # stderr: our progress bar and messages
-    if not args.fps > 0 or not args.max_seconds > 0 or os.path.isfile(args.out):
-        print("error: --fps and --max_seconds must be positive, --out a folder", file=sys.stderr)
+    if not args.fps > 0 or not args.max_seconds > 0 or args.max_gap_s < 0 or os.path.isfile(args.out):
+        print("error: --fps and --max_seconds must be positive, --max_gap_s >= 0, --out a folder", file=sys.stderr)
         return 2
     limits = VideoLimits(max_seconds=args.max_seconds)
     try:
         probe_video(args.input, limits)  # a refused file is said before the model loads
         recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
                                                        onnx=onnx_choice(args.onnx, args.no_onnx))
-        summary = analyze_video(args.input, args.out, recognizer, fps=args.fps, limits=limits, progress=True)
+        summary = analyze_video(args.input, args.out, recognizer, fps=args.fps, limits=limits, progress=True,
+                                smooth=args.smooth, max_gap_s=args.max_gap_s)
     except VideoError as error:
         print(f"error: {args.input}: {error}", file=sys.stderr)
         return 2
