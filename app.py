@@ -1,7 +1,7 @@
 """FER-VGG16 Space: every face in a photo, a webcam stream or a video, boxed and labelled with its emotion.
 
     python app.py [--host 0.0.0.0] [--port 7860] [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop]
-                  [--onnx MODEL.onnx | --no-onnx]
+                  [--onnx MODEL.onnx | --no-onnx] [--detector haar|haar-profile]
 
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
@@ -21,6 +21,7 @@ from PIL import Image
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
+from fer_model.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
 from space.live_tab import LIVE_EVERY_S, LIVE_JS, LIVE_LIMIT_S, build_live_tab
@@ -83,6 +84,14 @@ def status(result: dict[str, Any]) -> str:
     return f"**{faces} found** (numbered left to right). Select a row to see its probabilities."
 
 
+def detector_title(recognizer: EmotionRecognizer) -> str:
+    """The header's name for the face detector (`--detector`; see fer_model.faces.DETECTORS)."""
+    name = getattr(recognizer.detector, "name", type(recognizer.detector).__name__)
+    described = {"haar": "OpenCV's frontal Haar cascade",
+                 "haar-profile": "OpenCV's frontal and profile Haar cascades"}.get(name, "custom")
+    return f"detector `{name}`: {described}"
+
+
 def select_face(result: dict | None, event: gr.SelectData) -> Any:
     """The probabilities of the face in the selected row of the table."""
     if not result or not result.get("faces"):
@@ -134,8 +143,8 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     model_events = dict(concurrency_limit=CONCURRENCY, concurrency_id="model")
     with gr.Blocks(title="FER-VGG16: facial emotion recognition") as demo:
         gr.Markdown("# FER-VGG16: facial emotion recognition\n"
-                    f"Finds every face (OpenCV Haar cascade) and classifies its emotion among {', '.join(labels)} "
-                    f"with a VGG16 trained on FER2013. {model_header(model_source, recognizer)}")
+                    f"Finds every face ({detector_title(recognizer)}) and classifies its emotion among "
+                    f"{', '.join(labels)} with a VGG16 trained on FER2013. {model_header(model_source, recognizer)}")
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column():
@@ -184,6 +193,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
+                        help="face detector (default %(default)s)")
     runtime = parser.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
                          "model_int8.onnx when it has one) or 'none' (default: FER_ONNX, else auto)")
@@ -194,7 +205,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 return_freed_memory()
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])  # imported (tests, reload mode): env defaults
 MODEL_SOURCE = resolve_model_source(ARGS.model)
-demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx, ARGS.no_onnx), MODEL_SOURCE)
+demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx, ARGS.no_onnx, ARGS.detector), MODEL_SOURCE)
 
 if __name__ == "__main__":
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, **LAUNCH_OPTIONS)

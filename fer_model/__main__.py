@@ -10,12 +10,14 @@ import sys
 import warnings
 from typing import Any
 
+from .faces import DEFAULT_DETECTOR, DETECTORS
 from .image_processing import TTA_MODES
 from .model_source import resolve_model
 from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
 from .recognizer import FACES_PER_FORWARD
 
 DEFAULT_SHOW_WARNING = warnings.showwarning
+DETECTOR_HELP = "face detector (fer_model.faces.DETECTORS; default %(default)s)"
 MODEL_HELP = ("Hub id or local folder (default: $FER_MODEL, else ../shared/models/fer-vgg16 beside the checkout, "
               "else the Hub model; see fer_model.model_source)")
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--whole_image", action="store_true", help="classify the whole image when no face is found "
                          "(for close-up face crops; the result then says whole_image: true). Default: no face, no emotion")
     predict.add_argument("--model", default=None, help=MODEL_HELP)
+    predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = predict.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_video_parser(commands: argparse._SubParsersAction) -> None:
+    from .tracking import MAX_GAP_S
     from .video import DEFAULT_FPS, VideoLimits
 
     video = commands.add_parser("video", help="emotions over a video, per face: CSV, summary, timeline, "
@@ -84,7 +88,12 @@ def add_video_parser(commands: argparse._SubParsersAction) -> None:
                        help="frames analysed per second, at most (default %(default)g)")
     video.add_argument("--max_seconds", type=float, default=VideoLimits.max_seconds,
                        help="longer videos are refused (default %(default)g)")
+    video.add_argument("--smooth", action="store_true", help="labels and timeline from each face's probabilities "
+                       "averaged over its last 0.5 s (emotions.csv keeps the raw scores beside the smoothed ones)")
+    video.add_argument("--max_gap_s", type=float, default=MAX_GAP_S, help="a face unseen for up to this long that "
+                       "comes back near where it was keeps its number (default %(default)g s)")
     video.add_argument("--model", default=None, help=MODEL_HELP)
+    video.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     video.add_argument("--json", action="store_true", help="print the summary as one JSON line (as summary.json) "
                        "instead of one sentence per face")
@@ -103,15 +112,16 @@ def run_video(args: argparse.Namespace) -> int:
     from .video import VideoError, VideoLimits, analyze_video, probe_video
 
     transformers_logging.disable_progress_bar()  # stderr: our progress bar and messages
-    if not args.fps > 0 or not args.max_seconds > 0 or os.path.isfile(args.out):
-        print("error: --fps and --max_seconds must be positive, --out a folder", file=sys.stderr)
+    if not args.fps > 0 or not args.max_seconds > 0 or args.max_gap_s < 0 or os.path.isfile(args.out):
+        print("error: --fps and --max_seconds must be positive, --max_gap_s >= 0, --out a folder", file=sys.stderr)
         return 2
     limits = VideoLimits(max_seconds=args.max_seconds)
     try:
         probe_video(args.input, limits)  # a refused file is said before the model loads
-        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta, detector=args.detector,
                                                        onnx=onnx_choice(args.onnx, args.no_onnx))
-        summary = analyze_video(args.input, args.out, recognizer, fps=args.fps, limits=limits, progress=True)
+        summary = analyze_video(args.input, args.out, recognizer, fps=args.fps, limits=limits, progress=True,
+                                smooth=args.smooth, max_gap_s=args.max_gap_s)
     except VideoError as error:
         print(f"error: {args.input}: {error}", file=sys.stderr)
         return 2
@@ -159,7 +169,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return 2
     transformers_logging.disable_progress_bar()  # keep stderr for our messages
     try:
-        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta,
+        recognizer = EmotionRecognizer.from_pretrained(args.model, tta=args.tta, detector=args.detector,
                                                        onnx=onnx_choice(args.onnx, args.no_onnx))
     except (OSError, ValueError) as error:  # ValueError: an ONNX file that belongs to other weights
         print(f"error: {error}", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""Face detection with the Haar cascade that ships inside opencv-python-headless (no download).
+"""Face detection behind one small interface (`Detector`: detect + expand), with the cascades that ship inside
+opencv-python-headless (no download). DETECTORS names the choices (`detector=` in EmotionRecognizer, `--detector`
+in the CLI and app.py): "haar" (the default: the frontal cascade) and "haar-profile" (the frontal cascade, then the
+profile cascade looking both ways for heads turned to the side; benchmarks/detectors.py measures the two).
 
 The cascade runs on a grey copy downscaled to `detection_size` on its longest side (detection cost
 grows with the pixel count; faces that FER can read are large enough to survive it), and the boxes
@@ -13,6 +16,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -20,6 +24,16 @@ import numpy as np
 from .image_processing import resize_array
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the input image
+
+
+class Detector(Protocol):
+    """What EmotionRecognizer needs of a face detector: boxes in a grey image and the crop to classify."""
+
+    name: str
+
+    def detect(self, gray: np.ndarray) -> list[Box]: ...
+
+    def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class FaceDetector:
 
     # alt2 + scale step 1.2 + 48 px minimum: 3x faster than OpenCV's sample settings (default cascade,
     # 1.1, 32 px) with the same faces on the examples, 2x2 and 3x3 tiles (benchmarks/inference.py).
+    name = "haar"  # a class attribute: not a parameter
     cascade: str = "haarcascade_frontalface_alt2.xml"
     detection_size: int = 640
     scale_factor: float = 1.2
@@ -57,17 +72,27 @@ class FaceDetector:
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         """Faces in a uint8 HxW grey image, left to right (then top to bottom), in its coordinates."""
+        small, scale = self._small(gray)
+        boxes = self._cascade(self.cascade, small, scale, gray.shape)
+        return sorted((b for b in boxes if min(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+
+    def _small(self, gray: np.ndarray) -> tuple[np.ndarray, float]:
+        """The grey copy the cascades run on (at most detection_size px) and its scale."""
         if gray.ndim != 2 or gray.dtype != np.uint8:
             raise ValueError(f"detect expects a uint8 HxW grey image; got {gray.dtype} {gray.shape}")
         scale = min(1.0, self.detection_size / max(gray.shape))
         # an explicit size of at least 1 px: fx/fy would round a 1x1500 strip's width to 0 and cv2.resize fails
         size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-        small = gray if scale == 1.0 else resize_array(gray, size[::-1])
+        return (gray if scale == 1.0 else resize_array(gray, size[::-1])), scale
+
+    def _cascade(self, cascade: str, small: np.ndarray, scale: float, shape: tuple[int, ...],
+                 steps: tuple[float, int] | None = None) -> list[Box]:
+        """One cascade's boxes on the small copy, in input pixels; `steps`: (scale_factor, min_neighbors)."""
         side = max(1, round(self.min_face_size * scale))
-        found = _classifier(self.cascade).detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))
-        boxes = [_to_input(box, scale, gray.shape) for box in np.asarray(found, dtype=np.float64).reshape(-1, 4)]
-        return sorted((b for b in boxes if min(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+        scale_factor, min_neighbors = steps or (self.scale_factor, self.min_neighbors)
+        found = _classifier(cascade).detectMultiScale(
+            small, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(side, side))
+        return [_to_input(box, scale, shape) for box in np.asarray(found, dtype=np.float64).reshape(-1, 4)]
 
     def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box:
         """The box grown by `margin` on each side, clipped to the image (the crop the classifier sees)."""
@@ -76,6 +101,50 @@ class FaceDetector:
         left, top = max(0, x - dx), max(0, y - dy)
         right, bottom = min(image_shape[1], x + w + dx), min(image_shape[0], y + h + dy)
         return left, top, right - left, bottom - top
+
+
+@dataclass(frozen=True)
+class ProfileFaceDetector(FaceDetector):
+    """The frontal cascade, then OpenCV's profile cascade on the image and on its mirror (it finds heads turned
+    one way only): a profile box is kept where it overlaps no face already found (IoU < `overlap`)."""
+
+    name = "haar-profile"
+    profile_cascade: str = "haarcascade_profileface.xml"
+    profile_scale_factor: float = 1.1  # the profile cascade misses turned heads at 1.2 (examples/cameraman.jpg)
+    profile_min_neighbors: int = 4
+    overlap: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _classifier(self.profile_cascade)
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        from .tracking import iou
+
+        small, scale = self._small(gray)
+        boxes = self._cascade(self.cascade, small, scale, gray.shape)
+        width, steps = gray.shape[1], (self.profile_scale_factor, self.profile_min_neighbors)
+        turned = self._cascade(self.profile_cascade, small, scale, gray.shape, steps) + [
+            (width - x - w, y, w, h) for x, y, w, h in
+            self._cascade(self.profile_cascade, np.ascontiguousarray(small[:, ::-1]), scale, gray.shape, steps)]
+        for box in turned:
+            if all(iou(box, kept) < self.overlap for kept in boxes):
+                boxes.append(box)
+        return sorted((b for b in boxes if min(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+
+
+DETECTORS: dict[str, type[FaceDetector]] = {"haar": FaceDetector, "haar-profile": ProfileFaceDetector}
+DEFAULT_DETECTOR = "haar"
+
+
+def make_detector(detector: str | Detector | None = None) -> Detector:
+    """A detector from its name in DETECTORS (None: DEFAULT_DETECTOR), or the object given, as is."""
+    if detector is None or isinstance(detector, str):
+        name = detector or DEFAULT_DETECTOR
+        if name not in DETECTORS:
+            raise ValueError(f"detector={name!r} is not one of {sorted(DETECTORS)}")
+        return DETECTORS[name]()
+    return detector
 
 
 def _to_input(box: np.ndarray, scale: float, shape: tuple[int, ...]) -> Box:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .faces import Box, FaceDetector
+from .faces import Box, Detector, make_detector
 from .image_processing import TTA_MODES, FerImageProcessor, logits_with_tta, resize, resize_image, to_gray, tta_views
 from .images import MAX_SIDE
 from .loading import DEFAULT_MODEL_ID, load_model
@@ -43,7 +43,7 @@ class EmotionRecognizer:
         self,
         model: FerForImageClassification,
         processor: FerImageProcessor,
-        detector: FaceDetector | None = None,
+        detector: str | Detector | None = None,
         tta: str = "none",
         max_side: int = MAX_SIDE,
         runtime: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -53,7 +53,7 @@ class EmotionRecognizer:
             raise ValueError(f"tta={tta!r} is not one of {TTA_MODES}")
         self.model = model.eval()
         self.processor = processor
-        self.detector = detector or FaceDetector()
+        self.detector = make_detector(detector)  # a name in fer_model.faces.DETECTORS, or any Detector
         self.tta = tta
         self.max_side = max_side
         self.whole_image = whole_image  # the default of recognize(): classify the whole image when no face is found

@@ -2,7 +2,8 @@
 
 One panel per face (the MAX_FACES faces seen in the most frames; the title says when others were left out),
 one line per emotion in the app's colours (fer_model.annotation.label_colours), a gap where the face was not
-seen. matplotlib's object API with the Agg canvas (no pyplot state): safe in a server's worker threads.
+seen. Readable at a glance: the smoothed scores when the analysis smoothed them (`--smooth`), the face's STRONG
+top emotions (highest mean probability) drawn thick, the others thin and faint. matplotlib's object API with the Agg canvas (no pyplot state): safe in a server's worker threads.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import os
 from collections.abc import Sequence
 
 from .annotation import label_colours
-from .video_results import FaceRow, face_summary, rows_by_face
+from .video_results import FaceRow, dominant_text, face_summary, rows_by_face
 
 MAX_FACES = 6  # a crowd would make an unreadable plot; the CSV has every face
 PANEL_HEIGHT_IN, WIDTH_IN, DPI = 2.0, 10.0, 100
+STRONG = 2  # emotions drawn strongly per face: its top ones by mean probability
 
 
 def plot_timeline(rows: Sequence[FaceRow], labels: Sequence[str], duration_s: float, interval_s: float,
@@ -32,8 +34,11 @@ def plot_timeline(rows: Sequence[FaceRow], labels: Sequence[str], duration_s: fl
     summaries = {face_id: face_summary(face_id, by_face[face_id], labels) for face_id in shown}
     for ax, face_id in zip(axes, shown, strict=False):
         times, scores = _with_gaps(by_face[face_id], labels, 1.5 * interval_s)
-        for label in labels:
-            ax.plot(times, scores[label], color=colours[label], label=label, linewidth=1.6, marker=".", markersize=3)
+        means = summaries[face_id]["mean_scores"]
+        strong = sorted(labels, key=lambda label: -means[label])[:STRONG]
+        for label in sorted(labels, key=lambda label: label in strong):  # the strong ones on top
+            style = dict(linewidth=2.4, alpha=1.0, zorder=3) if label in strong else dict(linewidth=1.0, alpha=0.3)
+            ax.plot(times, scores[label], color=colours[label], label=label, **style)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("probability")
         ax.set_title(_panel_title(summaries[face_id]), loc="left", fontsize=10)
@@ -53,9 +58,9 @@ def plot_timeline(rows: Sequence[FaceRow], labels: Sequence[str], duration_s: fl
 
 
 def _panel_title(face: dict) -> str:
-    """ "Face 2: 14 frames, mostly happy (64 %)", from the face's summary (video_results.summarize_faces)."""
-    label = face["dominant_emotion"]
-    return f"Face {face['face_id']}: {face['frames_seen']} frames, mostly {label} ({face['share'][label]:.0%})"
+    """ "Face 2: 14 frames, mostly happy (mean 64 %)", from the face's summary (video_results.summarize_faces)."""
+    mean = face["mean_scores"][face["dominant_emotion"]]
+    return f"Face {face['face_id']}: {face['frames_seen']} frames, mostly {dominant_text(face)} (mean {mean:.0%})"
 
 
 def _with_gaps(seen: list[FaceRow], labels: Sequence[str], max_step_s: float) -> tuple[list, dict[str, list]]:
@@ -69,5 +74,5 @@ def _with_gaps(seen: list[FaceRow], labels: Sequence[str], max_step_s: float) ->
                 scores[label].append(float("nan"))
         times.append(row.time_s)
         for label in labels:
-            scores[label].append(row.scores[label])
+            scores[label].append(row.shown[label])
     return times, scores

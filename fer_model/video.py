@@ -3,8 +3,9 @@
 `analyze_video` probes the file (fer_model.video_io: container, size, duration and frame size checked before
 decoding), decodes it with OpenCV sampling at most `fps` frames per second (default 10: every frame of a slower
 clip), finds and classifies every face of a sampled frame in one batch (EmotionRecognizer.recognize), follows
-each face from frame to frame by box overlap (fer_model.tracking: a face keeps its id while in view; one that
-leaves and comes back gets a new id) and writes four files:
+each face from frame to frame by box overlap (fer_model.tracking: a face keeps its id, from 1, while in view or
+hidden for at most `max_gap_s`; one that comes back later gets a new id), with `smooth` averages each face's
+probabilities over its last SMOOTH_S seconds for the labels drawn and the timeline, and writes four files:
 
     emotions.csv    one line per face per analysed frame (fer_model.video_results.CSV_COLUMNS + 7 probabilities)
     summary.json    the video (duration, frames read and analysed, analysis frames/s) and, per face, the frames
@@ -33,9 +34,9 @@ from PIL import Image
 
 from .annotation import draw_faces
 from .timeline import plot_timeline
-from .tracking import FaceTracker
+from .tracking import MAX_GAP_S, FaceTracker
 from .video_io import DEFAULT_LIMITS, AnnotatedVideo, VideoError, VideoFrames, VideoInfo, VideoLimits, probe_video
-from .video_results import FaceRow, face_rows, summarize_faces, write_csv
+from .video_results import SMOOTH_S, FaceRow, ScoreSmoother, face_rows, shown_faces, summarize_faces, write_csv
 
 DEFAULT_FPS = 10.0  # analysed frames per second: enough for expressions, which change over tenths of seconds
 OUTPUT_FILES = ("emotions.csv", "summary.json", "timeline.png", "annotated.mp4")
@@ -48,22 +49,26 @@ Progress = Callable[[int, int], None]  # (frames read so far, frames expected)
 def analyze_video(
     path: str | os.PathLike, out_dir: str | os.PathLike, recognizer: Any, fps: float = DEFAULT_FPS,
     limits: VideoLimits = DEFAULT_LIMITS, progress: bool = False, time_limit_s: float | None = None,
-    on_progress: Progress | None = None,
+    on_progress: Progress | None = None, smooth: bool = False, max_gap_s: float = MAX_GAP_S,
 ) -> dict[str, Any]:
     """Analyse the video at `path` with an EmotionRecognizer and write OUTPUT_FILES into `out_dir`; the summary.
 
     VideoError (nothing written) when the file is not a usable video within `limits`, has no decodable frame, or
     the analysis outlasts `time_limit_s`. `progress`: a progress bar on stderr; `on_progress`: a callback.
+    `smooth`: labels and timeline from each face's probabilities averaged over SMOOTH_S s (the CSV keeps both);
+    `max_gap_s`: how long a face may go unseen and keep its number when it comes back near where it was.
     """
-    if not fps > 0:
-        raise ValueError(f"fps must be positive; got {fps}")
+    if not fps > 0 or max_gap_s < 0:
+        raise ValueError(f"fps must be positive and max_gap_s >= 0; got {fps}, {max_gap_s}")
     started = time.monotonic()
     info = probe_video(path, limits)
     with staged_folder(out_dir) as staging:
         frames = VideoFrames(path, info, fps, limits)
         deadline = None if time_limit_s is None else started + time_limit_s
+        window = max(1, round(SMOOTH_S * min(fps, info.fps or fps))) if smooth else 0
+        tracking = (FaceTracker(max_gap_s=max_gap_s), ScoreSmoother(window) if smooth else None)
         rows, analysed, last_time_s = _analyse_frames(frames, recognizer, staging / "annotated.mp4", progress,
-                                                      deadline, on_progress)
+                                                      deadline, on_progress, tracking)
         duration_s = info.duration_s or last_time_s + 1 / (info.fps or fps)
         labels = recognizer.labels
         write_csv(rows, labels, staging / "emotions.csv")
@@ -74,7 +79,8 @@ def analyze_video(
             "fps": round(info.fps, 3), "sample_fps": fps, "frames_read": frames.frames_read,
             "frames_analysed": analysed, "analysis_s": round(time.monotonic() - started, 3),
             "analysis_fps": round(analysed / max(time.monotonic() - started, 1e-9), 2),
-            "runtime": runtime_name(recognizer), "labels": labels, "faces": summarize_faces(rows, labels),
+            "runtime": runtime_name(recognizer), "labels": labels, "smooth_frames": window, "max_gap_s": max_gap_s,
+            "faces": summarize_faces(rows, labels),
             "warnings": _warnings(info, frames, last_time_s),
         }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -82,11 +88,12 @@ def analyze_video(
 
 
 def _analyse_frames(frames: VideoFrames, recognizer: Any, video_path: Path, progress: bool, deadline: float | None,
-                    on_progress: Progress | None) -> tuple[list[FaceRow], int, float]:
-    """Recognise, track and draw every sampled frame: (rows, frames analysed, time of the last one)."""
+                    on_progress: Progress | None, tracking: tuple[FaceTracker, ScoreSmoother | None],
+                    ) -> tuple[list[FaceRow], int, float]:
+    """Recognise, track (and smooth) and draw every sampled frame: (rows, frames analysed, time of the last one)."""
     from tqdm import tqdm
 
-    tracker, rows, analysed, time_s = FaceTracker(), [], 0, 0.0
+    (tracker, smoother), rows, analysed, time_s = tracking, [], 0, 0.0
     expected = expected_frames(frames.info)
     writer = AnnotatedVideo(video_path, min(frames.fps, frames.info.fps or frames.fps))
     bar = tqdm(total=expected, unit="frame", desc="video", file=sys.stderr, disable=not progress)
@@ -98,8 +105,9 @@ def _analyse_frames(frames: VideoFrames, recognizer: Any, video_path: Path, prog
             result = recognizer.recognize(rgb)
             faces = result["faces"] if result["face_found"] else []  # no face: nothing to follow in this frame
             ids = tracker.update([tuple(face["box"]) for face in faces], time_s)
-            rows += face_rows(index, time_s, faces, ids)
-            writer.write(draw_faces(Image.fromarray(rgb), faces, recognizer.labels, ids), time_s)
+            frame_rows = face_rows(index, time_s, faces, ids, smoother)
+            rows += frame_rows
+            writer.write(draw_faces(Image.fromarray(rgb), shown_faces(frame_rows), recognizer.labels, ids), time_s)
             analysed += 1
             _report(bar, on_progress, frames.frames_read, expected)
         _report(bar, on_progress, frames.frames_read, expected)  # the frames read after the last sampled one

@@ -68,11 +68,11 @@ def model_header(source: str, recognizer: EmotionRecognizer) -> str:
 
 
 def load_recognizer(source: str, tta: str = "none", onnx: str | None = None,
-                    no_onnx: bool = False) -> EmotionRecognizer:
+                    no_onnx: bool = False, detector: str | None = None) -> EmotionRecognizer:
     """The recognizer, or exit saying how to point the app at a model. The runtime: onnx_choice(onnx, no_onnx), so
     --onnx FILE, else FER_ONNX, else "auto" (the folder's model_int8.onnx when it belongs to its weights)."""
     try:
-        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx_choice(onnx, no_onnx))
+        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx_choice(onnx, no_onnx), detector=detector)
     except (OSError, ValueError) as error:
         sys.exit(f"app.py: cannot start without a model.\n{error}\n"
                  f"Example: FER_MODEL=path/to/fer-vgg16 python app.py   (or: python app.py --model path/to/folder)")

@@ -49,7 +49,7 @@ def run_analysis(recognizer: EmotionRecognizer, video: str,
     out = results_folder()
     try:
         summary = analyze_video(video, out, recognizer, limits=VIDEO_LIMITS, time_limit_s=VIDEO_TIME_LIMIT_S,
-                                on_progress=on_progress)
+                                on_progress=on_progress, smooth=True)
     except VideoError as error:
         raise gr.Error(f"Cannot use this video: {error}.", title="Unusable video", print_exception=False) from None
     except Exception as error:
@@ -70,14 +70,14 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
 
     def analyze_clip(video: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
         if video is None:  # the input was cleared
-            return None, None, None, None, None, ""
+            return None, None, None, None, None, None, ""
 
         def report(done: int, total: int | None) -> None:
             progress((done, total or None), desc="Analysing", unit="frames")
 
         summary, out = run_analysis(recognizer, video, report)
         return (str(out / "annotated.mp4"), str(out / "timeline.png"), faces_table(summary["faces"]), summary,
-                str(out / "emotions.csv"), video_status(summary))
+                str(out / "emotions.csv"), str(out / "summary.json"), video_status(summary))
 
     def predict_video(video: str) -> tuple[dict, str, str, str]:
         """Faces and their emotions over a video: send a local file, handle_file("clip.mp4") (MP4, MOV, AVI or
@@ -97,8 +97,9 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
 
     gr.Markdown(f"Upload a clip: MP4, MOV, AVI or WebM, **at most {VIDEO_LIMITS.max_seconds:g} s and "
                 f"{MAX_VIDEO_SIZE >> 20} MB**. Up to {DEFAULT_FPS:g} frames per second are analysed; each face is "
-                "followed from frame to frame by the overlap of its boxes and keeps its number while in view (a face "
-                "that leaves and comes back gets a new one). One video is analysed at a time.")
+                "followed from frame to frame and keeps its number while in view or hidden for up to 1 s (a face that "
+                "comes back later gets a new one); labels and timeline use each face's probabilities averaged over "
+                "0.5 s. One video is analysed at a time.")
     with gr.Row():
         video = UploadedVideo(label="Video", sources=["upload"], elem_id="video")
         annotated = gr.Video(label="Faces over time", interactive=False, elem_id="video-annotated")
@@ -107,11 +108,12 @@ def build_video_tab(recognizer: EmotionRecognizer) -> None:
     faces = gr.Dataframe(headers=FACES_TABLE_HEADERS, label="Faces", interactive=False, elem_id="video-faces")
     with gr.Row():
         csv_file = gr.File(label="emotions.csv (one row per face per analysed frame)", elem_id="video-csv")
-        summary = gr.JSON(label="summary.json", elem_id="video-summary")
+        summary_file = gr.File(label="summary.json", elem_id="video-summary-file")
+    summary = gr.JSON(label="summary.json", elem_id="video-summary")
     api_video = UploadedVideo(label="video", visible=False)
     api_outputs = [gr.JSON(label="summary", visible=False), gr.File(label="csv", visible=False),
                    gr.File(label="annotated video", visible=False), gr.File(label="timeline", visible=False)]
 
-    video.upload(analyze_clip, video, [annotated, timeline, faces, summary, csv_file, message],
+    video.upload(analyze_clip, video, [annotated, timeline, faces, summary, csv_file, summary_file, message],
                  api_visibility="private", **VIDEO_EVENTS)
     gr.on([], predict_video, api_video, api_outputs, api_name="predict_video", **VIDEO_EVENTS)

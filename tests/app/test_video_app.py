@@ -93,3 +93,15 @@ def test_videos_may_exceed_the_image_limit(client: Client, clip: Clip, tmp_path:
 def test_the_video_tab_states_its_limits(client: Client) -> None:
     page = json.dumps(client.config)
     assert "at most 60 s and 50 MB" in page and space.video_tab.VIDEO_LIMITS.max_seconds == 60
+
+
+def test_video_tab_smooths_and_offers_summary_json_as_a_download(recognizer: EmotionRecognizer, clip: Clip) -> None:
+    """The tab's handler: the smoothed analysis (the CSV has both scores), summary.json both shown and a file."""
+    import app
+
+    demo = app.build_demo(recognizer, "tiny random model")
+    (analyze_clip,) = [fn.fn for fn in demo.fns.values() if fn.api_name == "analyze_clip"]
+    video, timeline, table, summary, csv_path, summary_path, message = analyze_clip(str(clip.path))
+    assert Path(summary_path).name == "summary.json" and json.loads(Path(summary_path).read_text()) == summary
+    assert summary["smooth_frames"] == 5 and "smoothed_label" in Path(csv_path).read_text().splitlines()[0]
+    assert [row[0] for row in table] == [1, 2] and "2 faces followed" in message  # numbered from 1

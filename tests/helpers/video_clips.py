@@ -79,3 +79,19 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     return path
+
+
+def hidden_face_clip(path: Path, size: tuple[int, int] = (320, 240), fps: float = 10, seconds: float = 3.0,
+                     hidden: tuple[float, float] = (1.0, 1.8), speed: float = 45.0, sprite: int = 120) -> Clip:
+    """The astronaut drifting right at `speed` px/s, covered (no face in the frame) from hidden[0] s until
+    hidden[1] s: she comes back ~0.6 face widths from where she was last seen, her boxes no longer overlapping by
+    IoU 0.3 (a bowed head, a hand over the face, a detector miss)."""
+    width, height = size
+    sprites = {"astronaut": face_sprite("astronaut", sprite)}
+    clip = Clip(path, fps, size)
+    for index in range(round(seconds * fps)):
+        t = index / fps
+        at = (round(10 + speed * t), (height - sprite) // 2)
+        clip.frames.append({} if hidden[0] <= t < hidden[1] else {"astronaut": (*at, sprite, sprite)})
+    write_video(path, [_frame(size, sprites, placed) for placed in clip.frames], fps)
+    return clip

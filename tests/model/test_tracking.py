@@ -40,3 +40,21 @@ def test_one_box_continues_one_face_only() -> None:
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="min_iou"):
         FaceTracker(min_iou=0)
+
+
+def test_a_face_hidden_briefly_that_comes_back_near_keeps_its_id() -> None:
+    """Back after 0.8 s, moved so far that the boxes overlap less than min_iou (IoU 0.18), but within half a side."""
+    tracker = FaceTracker()
+    assert tracker.update([(100, 100, 80, 80)], 0.0) == [1]
+    assert tracker.update([(138, 110, 80, 80)], 0.8) == [1]
+    assert tracker.update([(400, 100, 80, 80)], 0.9) == [2]  # far from face 1: another face
+    assert tracker.update([(140, 112, 200, 200)], 1.0) == [3]  # near, but 2.5x the size: another face
+    assert FaceTracker(max_shift=0).update([(0, 0, 10, 10)], 0.0) == [1]
+    with pytest.raises(ValueError, match="max_shift"):
+        FaceTracker(max_shift=-1)
+
+
+def test_two_hidden_faces_come_back_with_their_own_ids() -> None:
+    tracker = FaceTracker()
+    assert tracker.update([(100, 100, 80, 80), (300, 100, 80, 80)], 0.0) == [1, 2]
+    assert tracker.update([(272, 128, 80, 80), (128, 128, 80, 80)], 0.6) == [2, 1]  # IoU 0.27 each: by the shift
