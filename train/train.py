@@ -6,11 +6,13 @@
     python train/train.py --cpu --no-pretrained --epochs 1 --max_train_samples 2000 ...
 
 The recipe (hyper-parameters) comes from a preset YAML (`--config`) and any flag overrides it. The run:
-data (decoded once to uint8 tensors; train stays on the device, train/batches.py) -> model -> epochs
+data (decoded once to uint8 tensors; train stays on the device, train/batches.py) -> model (random, ImageNet,
+or every weight of --init_from: train/init_from.py) -> epochs until the last or --max_time (train/budget.py)
 (batched on-device augmentation, each process on its own shard; optional EMA of the weights, train/ema.py;
 validation through gather_for_metrics of every candidate, the raw weights and the EMA, keeping the better;
 the best-validation model saved with save_pretrained into --output_dir; accelerate's save_state under
-checkpoints/ for resuming, train/checkpoints.py) -> test of the best model, its temperature fitted on
+checkpoints/ for resuming, train/checkpoints.py, optionally pushed: train/hub_checkpoints.py) -> the finish
+(train/finish.py, after the last epoch or a --max_time stop): test of the best model, its temperature fitted on
 validation (train/calibrate.py) -> metrics.json, confusion matrix, reliability diagram, optional int8 ONNX
 (--export_int8), model card, optional push (train/publish.py).
 `--batch_size` is per process, as in accelerate's examples: N processes train on N x batch_size per step.

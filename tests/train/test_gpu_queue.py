@@ -1,4 +1,4 @@
-"""train/gpu_queue.py end to end on a CPU with tiny settings: the benchmark, rows side by side, a finished row's
+"""train/gpuqueue/gpu_queue.py end to end on a CPU with tiny settings: the benchmark, rows side by side, a finished row's
 figures and packed model, a row cut by SIGTERM and resumed by the next call, then cut by the deadline;
 --collect and the record. The plan (queue.yaml), the wheel install and the $OUT limits on their own.
 """
@@ -23,9 +23,9 @@ import yaml
 from fer_model import FerForImageClassification
 from tests.helpers.paths import REPO
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
-from train import gpu_queue
-from train.queue_package import MIB, out_problems
-from train.queue_plan import Queue, QueueRow, choose_parallel, estimate_seconds, flag_args, load_queue
+from train.gpuqueue import gpu_queue
+from train.gpuqueue.queue_package import MIB, out_problems
+from train.gpuqueue.queue_plan import Queue, QueueRow, choose_parallel, estimate_seconds, flag_args, load_queue
 from train.recipe import Recipe, parse_args
 
 COMMON = {"cpu": True, "torch_compile": False, "mixed_precision": "no", "image_size": 32, "batch_size": 14,
@@ -53,7 +53,7 @@ def first_call(queue_file: Path) -> dict:
     """The queue as the GPU box runs it; SIGTERM once `quick` finished and `long` has a checkpoint."""
     root = queue_file.parent
     out, work = root / "out1", root / "work"
-    command = [sys.executable, "train/gpu_queue.py", "--queue", str(queue_file), "--out", str(out), "--work_dir",
+    command = [sys.executable, "train/gpuqueue/gpu_queue.py", "--queue", str(queue_file), "--out", str(out), "--work_dir",
                str(work), "--fresh"]
     with (root / "first.txt").open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
@@ -221,7 +221,7 @@ def test_a_failing_benchmark_is_rerun_with_the_fallback_flags(tmp_path: Path, mo
 
 
 def test_rows_past_the_deadline_are_not_started(tmp_path: Path) -> None:
-    from train.queue_runner import QueueRunner
+    from train.gpuqueue.queue_runner import QueueRunner
 
     queue = Queue(rows=[QueueRow("a")], deadline_s=10, reserve_s=5)
     runner = QueueRunner(queue, {"a": Recipe()}, {}, tmp_path / "work", tmp_path / "out", deadline=time.monotonic(),

@@ -1,4 +1,4 @@
-"""train/grid_run.py: one row of the accuracy grid from a finished run (training itself is faked here)."""
+"""train/gpuqueue/grid_run.py: one row of the accuracy grid from a finished run (training itself is faked here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.tiny_fer import SIZES, write_hub_folder
-from train import grid_run
+from train.gpuqueue import grid_run
 
 
 def test_grid_row_holds_validation_and_test_figures_for_every_tta_mode(tiny_model_dir: Path, tmp_path: Path,
