@@ -48,7 +48,9 @@ __all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LIVE_EVERY_S", "LIV
 EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "coffee.jpg")]
 # The annotated images start below their label and buttons, which gradio draws over the image's top corners: a
 # face's label at the top right stays visible.
-PAGE_CSS = "#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }"
+PAGE_CSS = ("#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }\n"
+            "#camera-message { border-left: 4px solid #f59e0b; background: rgba(245, 158, 11, 0.12); "
+            "padding: 0.5rem 0.75rem; font-weight: 600; }")
 LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
