@@ -5,7 +5,8 @@
 
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
-ONNX file when it has one (--no-onnx or FER_ONNX=none: PyTorch). fer_model does the work; this file is the UI, the
+ONNX file when it has one (--no-onnx or FER_ONNX=none: PyTorch), each part with its TTA (space.tta; --tta: one
+for all). fer_model does the work; this file is the UI, the
 space/ package beside it its guards (README, Reliability). API: `predict(image) -> faces, annotated image` and
 `predict_video(video) -> summary, csv, annotated video, timeline`, local files sent with handle_file; no MCP.
 """
@@ -24,8 +25,9 @@ from fer_model.annotation import draw_faces, largest_face
 from fer_model.faces import DEFAULT_DETECTOR, DETECTORS
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
+from space.header import model_header
 from space.live_tab import LIVE_EVERY_S, LIVE_JS, LIVE_LIMIT_S, build_live_tab
-from space.model import LOCAL_RELEASE, ROOT, load_recognizer, model_header, model_title, resolve_model_source
+from space.model import LOCAL_RELEASE, ROOT, load_recognizer, model_title, resolve_model_source
 from space.server import (
     CONCURRENCY,
     DELETE_CACHE,
@@ -36,18 +38,21 @@ from space.server import (
     return_freed_memory,
 )
 from space.server import LAUNCH_OPTIONS as SERVER_LAUNCH_OPTIONS
+from space.tta import TTA_DEFAULTS, serving_modes, with_tta
 from space.uploads import NOT_UPLOADED, UploadedImage, decode_data_url, read_upload
 from space.video_tab import build_video_tab
 
 __all__ = ["CONCURRENCY", "DELETE_CACHE", "LAUNCH_OPTIONS", "LIVE_EVERY_S", "LIVE_LIMIT_S", "LOCAL_RELEASE",
            "MAX_FILE_SIZE", "MAX_QUEUE", "NOT_UPLOADED", "SESSIONS_KEPT", "build_demo", "decode_data_url",
-           "load_recognizer", "model_title", "read_upload", "resolve_model_source"]  # what tests and benchmarks use from here
+           "load_recognizer", "model_title", "read_upload", "resolve_model_source"]  # what tests and benchmarks use
 
 EXAMPLES = [ROOT / "examples" / name for name in ("astronaut.jpg", "group.jpg", "grace_hopper.jpg", "cameraman.jpg",
                                                  "cat.jpg")]
 # The annotated images start below their label and buttons, which gradio draws over the image's top corners: a
 # face's label at the top right stays visible.
-PAGE_CSS = "#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }"
+PAGE_CSS = ("#annotated .image-container, #live-annotated .image-container { padding-top: 2.6rem; }\n"
+            "#camera-message { border-left: 4px solid #f59e0b; background: rgba(245, 158, 11, 0.12); "
+            "padding: 0.5rem 0.75rem; font-weight: 600; }")
 LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
@@ -100,9 +105,14 @@ def select_face(result: dict | None, event: gr.SelectData) -> Any:
     return gr.Label(value=result["faces"][row]["scores"], label=f"Face {row + 1}")
 
 
-def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Blocks:
-    """The Blocks app around one loaded recognizer (tests pass a small random model)."""
-    labels = recognizer.labels
+def build_demo(recognizer: EmotionRecognizer, model_source: str = "",
+               modes: dict[str, str] | None = None) -> gr.Blocks:
+    """The Blocks app around one loaded recognizer (tests pass a small random model). `modes`: the TTA of the photo,
+    api, live and video parts (the app: space.tta.serving_modes, TTA_DEFAULTS unless --tta); None: the recognizer's
+    own everywhere."""
+    labels, modes = recognizer.labels, modes or serving_modes(recognizer.tta)
+    photo_recognizer, api_recognizer, live_recognizer = (with_tta(recognizer, modes[part])
+                                                         for part in ("photo", "api", "live"))
 
     def predict(image: Image.Image) -> tuple[dict, Image.Image]:
         """Faces and their emotions in one photo: send a local file, handle_file("photo.jpg") (JPEG, PNG, WebP,
@@ -115,7 +125,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
             the sent photo's pixels, faces numbered left to right (the whole image when no face is found).
             annotated image: the photo (at most 1280 px a side) with each face boxed, numbered and labelled.
         """
-        result = recognize(recognizer, image)
+        result = recognize(api_recognizer, image)
         shown = fit_within(image, MAX_SIDE)
         return result, draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
 
@@ -123,7 +133,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         if image is None:  # the input was cleared
             return None, None, None, None, ""
         image = fit_within(image, MAX_SIDE)  # what the browser shows: boxes in its pixels
-        result = recognize(recognizer, image, whole_image)
+        result = recognize(photo_recognizer, image, whole_image)
         faces = result["faces"]
         if not faces:  # no face: no emotion, no box, an empty table
             return image, gr.Label(value=None, label="No face found"), [], result, status(result)
@@ -135,7 +145,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
 
     def live(frame: Image.Image) -> tuple:
         image = fit_within(frame, MAX_SIDE)
-        result = recognize(recognizer, image)
+        result = recognize(live_recognizer, image)
         faces = result["faces"]
         scores = faces[largest_face(faces)]["scores"] if faces else None
         return draw_faces(image, faces, labels), scores
@@ -144,7 +154,8 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
     with gr.Blocks(title="FER-VGG16: facial emotion recognition") as demo:
         gr.Markdown("# FER-VGG16: facial emotion recognition\n"
                     f"Finds every face ({detector_title(recognizer)}) and classifies its emotion among "
-                    f"{', '.join(labels)} with a VGG16 trained on FER2013. {model_header(model_source, recognizer)}")
+                    f"{', '.join(labels)} with a VGG16 trained on FER2013. "
+                    f"{model_header(model_source, recognizer, modes)}")
         with gr.Tab("Photo"):
             with gr.Row():
                 with gr.Column():
@@ -165,7 +176,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "") -> gr.Bloc
         with gr.Tab("Live"):
             build_live_tab(live)
         with gr.Tab("Video"):
-            build_video_tab(recognizer)
+            build_video_tab(with_tta(recognizer, modes["video"]))
         api_image = UploadedImage(label="image", type="pil", visible=False)
         api_outputs = [gr.JSON(label="faces", visible=False),
                        gr.Image(label="annotated image", type="pil", format="jpeg", visible=False)]
@@ -192,7 +203,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "GRADIO_SERVER_PORT, else 7860, else the next free one)")
     parser.add_argument("--model", default=None, help="Hub id or local folder (default: FER_MODEL, "
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    parser.add_argument("--tta", default=None, choices=TTA_MODES, help="test-time augmentation for every tab and the "
+                        "API (default: per part, " + ", ".join(f"{m} {t}" for m, t in TTA_DEFAULTS.items()) + ")")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
                         help="face detector (default %(default)s)")
     runtime = parser.add_mutually_exclusive_group()
@@ -205,7 +217,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 return_freed_memory()
 ARGS = parse_args(sys.argv[1:] if __name__ == "__main__" else [])  # imported (tests, reload mode): env defaults
 MODEL_SOURCE = resolve_model_source(ARGS.model)
-demo = build_demo(load_recognizer(MODEL_SOURCE, ARGS.tta, ARGS.onnx, ARGS.no_onnx, ARGS.detector), MODEL_SOURCE)
+demo = build_demo(load_recognizer(MODEL_SOURCE, "none", ARGS.onnx, ARGS.no_onnx, ARGS.detector), MODEL_SOURCE,
+                  serving_modes(ARGS.tta))
 
 if __name__ == "__main__":
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, **LAUNCH_OPTIONS)

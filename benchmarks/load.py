@@ -35,9 +35,14 @@ from app_process import ASTRONAUT, ROOT, Server, save_random_model  # benchmarks
 RUNTIMES = {"pytorch fp32": ["--no-onnx"], "onnxruntime int8": ["--onnx", "auto"]}  # app.py flags, --compare-int8
 
 
+def faces_of(result: Any) -> Any:
+    """The faces JSON of predict's (faces, annotated image)."""
+    return result[0] if isinstance(result, (tuple, list)) and result else result
+
+
 def valid_result(result: Any) -> bool:
     """The predict endpoint's documented schema (README, API section): (faces, annotated image), the faces checked."""
-    result = result[0] if isinstance(result, (tuple, list)) and result else result
+    result = faces_of(result)
     if not isinstance(result, dict) or set(result) != {"face_found", "faces"}:
         return False
     if not isinstance(result["face_found"], bool):
@@ -78,7 +83,7 @@ def run_load(url: str, clients: int, seconds: float, image: Path = ASTRONAUT, ma
             start = time.perf_counter()
             try:
                 job = client.submit(handle_file(image), api_name="/predict")
-                result = job.result(timeout=request_timeout)
+                result = faces_of(job.result(timeout=request_timeout))
                 problem = None if valid_result(result) else f"invalid response: {str(result)[:120]}"
             except Exception as error:  # counted, never raised: the figures say what failed
                 problem, result = f"{type(error).__name__}: {str(error)[:160]}", None

@@ -139,8 +139,8 @@ def video_summary_text(summary: dict[str, Any], out: str) -> str:
     "Face 1: mostly happy (80 % of its 20 frames), seen from 0.0 s to 1.9 s." """
     faces = summary["faces"]
     count = f"{len(faces)} face{'s' if len(faces) != 1 else ''} followed" if faces else "no face found"
-    lines = [f"{summary['video']}: {summary['duration_s']:.1f} s, {summary['frames_analysed']} of "
-             f"{summary['frames_read']} frames analysed; {count}."]
+    lines = [(f"{summary['video']}: {summary['duration_s']:.1f} s, {summary['frames_analysed']} of "
+              f"{summary['frames_read']} frames analysed; {count}.")]
     for face in faces:
         emotion = face["dominant_emotion"]
         lines.append(f"Face {face['face_id']}: mostly {emotion} ({100 * face['share'][emotion]:.0f} % of its "

@@ -59,7 +59,7 @@ def draw_faces(image: Image.Image, faces: Sequence[Mapping[str, Any]], labels: S
 def tag_position(box: Sequence[int], tag: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
     """Top-left corner of a face's label: above the box, below it when no room, inside its top edge when neither
     fits; shifted left so it ends inside the image (a face at the right edge keeps its whole label)."""
-    x, y, w, h = box
+    x, y, _, h = box
     (tag_w, tag_h), (width, height) = tag, size
     if y >= tag_h:
         tag_y = y - tag_h

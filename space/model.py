@@ -5,13 +5,14 @@ The model comes from --model, else FER_MODEL, else ../shared/models/fer-vgg16 wh
 at once with what was tried); it
 runs on the folder's int8 ONNX file when it has one that belongs to its weights, like the CLI (`onnx_choice`:
 --onnx FILE, --no-onnx or FER_ONNX=none for PyTorch). The header names it by its Hub id or its folder's name (never
-a server path), with the test accuracy from the folder's metrics.json when it has one.
+a server path); space/header.py writes the rest of it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -38,33 +39,6 @@ def model_title(source: str) -> str:
     if path.exists() and path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
         return path.parent.parent.name.removeprefix("models--").replace("--", "/")
     return path.name if path.exists() else source
-
-
-def reported_test_accuracy(source: str) -> float | None:
-    """metrics.json's test accuracy (what train.py and `evaluate` write), from the folder or the Hub cache; None
-    when there is none (offline, no file, another split, unreadable)."""
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(source, "metrics.json", _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)
-        metrics = json.loads(Path(path).read_text()) if path else {}
-    except (OSError, ValueError):
-        return None
-    accuracy = metrics.get("accuracy") if isinstance(metrics, dict) and metrics.get("split") == "test" else None
-    return float(accuracy) if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) else None
-
-
-def runtime_title(recognizer: EmotionRecognizer) -> str:
-    """What runs the classifier, for the header: onnxruntime and the file's name, or PyTorch."""
-    return f"onnxruntime (`{recognizer.onnx_file.name}`)" if recognizer.onnx_file else "PyTorch"
-
-
-def model_header(source: str, recognizer: EmotionRecognizer) -> str:
-    """ "Model: `fer-vgg16` (test accuracy 66.98 %), run by onnxruntime (`model_int8.onnx`)." """
-    accuracy = reported_test_accuracy(source)
-    score = f" (test accuracy {100 * accuracy:.2f} %)" if accuracy is not None else ""
-    return f"Model: `{model_title(source)}`{score}, run by {runtime_title(recognizer)}."
 
 
 def load_recognizer(source: str, tta: str = "none", onnx: str | None = None,

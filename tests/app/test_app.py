@@ -24,7 +24,7 @@ import app
 from fer_model import EmotionRecognizer
 from fer_model.annotation import draw_faces, label_colours, largest_face
 from fer_model.images import ImageLoadError, load_image
-from space.model import model_header
+from space.header import model_header
 from space.uploads import MAX_IMAGE_SIZE
 from tests.helpers.app_server import launched_demo
 from tests.helpers.image_files import ASTRONAUT, CAT, GROUP, bad_files, no_face_images, odd_images
@@ -233,19 +233,6 @@ def test_app_without_a_model_stops_with_instructions(tmp_path: Path) -> None:
     assert "no-model-here" in done.stderr and "FER_MODEL" in done.stderr and "--model" in done.stderr
 
 
-def test_header_states_the_model_its_test_accuracy_and_runtime(recognizer: EmotionRecognizer, tiny_model_dir: Path,
-                                                                tmp_path: Path) -> None:
-    folder = shutil.copytree(tiny_model_dir, tmp_path / "cpu36")
-    assert model_header(str(folder), recognizer) == "Model: `cpu36`, run by PyTorch."  # no metrics.json
-    (folder / "metrics.json").write_text(json.dumps({"split": "test", "accuracy": 0.669546}))
-    assert model_header(str(folder), recognizer) == "Model: `cpu36` (test accuracy 66.95 %), run by PyTorch."
-    (folder / "metrics.json").write_text(json.dumps({"split": "validation", "accuracy": 0.7}))
-    assert "accuracy" not in model_header(str(folder), recognizer)  # another split's figure is not a test accuracy
-    (folder / "metrics.json").write_text("{not json")
-    assert model_header(str(folder), recognizer) == "Model: `cpu36`, run by PyTorch."
-    assert str(tmp_path) not in model_header(str(folder), recognizer)
-
-
 def test_app_serves_the_folders_int8_onnx_by_default(tiny_model_dir: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Like the CLI: the folder's model_int8.onnx (when it belongs to its weights) unless --no-onnx or FER_ONNX=none;
@@ -260,7 +247,7 @@ def test_app_serves_the_folders_int8_onnx_by_default(tiny_model_dir: Path, tmp_p
     assert isinstance(served.runtime, OnnxClassifier) and "run by onnxruntime (`model_int8.onnx`)" in \
         model_header(str(folder), served)
     args = app.parse_args(["--model", str(folder), "--no-onnx"])
-    assert not isinstance(app.load_recognizer(str(folder), args.tta, args.onnx, args.no_onnx).runtime, OnnxClassifier)
+    assert not isinstance(app.load_recognizer(str(folder), "none", args.onnx, args.no_onnx).runtime, OnnxClassifier)
     monkeypatch.setenv("FER_ONNX", "none")
     assert not isinstance(app.load_recognizer(str(folder)).runtime, OnnxClassifier)
     with pytest.raises(SystemExit):

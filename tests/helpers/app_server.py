@@ -26,9 +26,11 @@ FILE_META = {"_type": "gradio.FileData"}  # what marks a dict as a file object f
 
 
 @contextlib.contextmanager
-def launched_demo(recognizer: EmotionRecognizer, model_source: str = "tiny random model") -> Iterator[gr.Blocks]:
-    """The app's Blocks around `recognizer`, served on 127.0.0.1 with the app's launch options, then closed."""
-    demo = app.build_demo(recognizer, model_source)
+def launched_demo(recognizer: EmotionRecognizer, model_source: str = "tiny random model",
+                  modes: dict[str, str] | None = None) -> Iterator[gr.Blocks]:
+    """The app's Blocks around `recognizer` (`modes`: each part's TTA, default the recognizer's), served on
+    127.0.0.1 with the app's launch options, then closed."""
+    demo = app.build_demo(recognizer, model_source, modes)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
                 **app.LAUNCH_OPTIONS)
     try:
