@@ -1,6 +1,9 @@
 """The one ASGI middleware in front of gradio's app, for what gradio has no setting for: only the routes the page
-and the API use are served (ROUTES, the one allow-list: gradio's other routes answer 404), and each session's open
-event streams are counted for space.queue_guard (a job starts only once its client listens).
+and the API use are served (ROUTES, the one allow-list: gradio's other routes answer 404), request bodies are held
+to just above the largest legitimate one (BODY_LIMITS: refused from Content-Length before a byte of the body is
+read, or once a chunked body passes it), a stream of an unknown event or session answers 404 (gradio: 200, then
+a cut stream and a logged traceback), and each session's open event streams are counted for space.queue_guard (a
+job starts only once its client listens).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
+
+from space.uploads import MAX_IMAGE_SIZE, MAX_VIDEO_SIZE
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
@@ -34,6 +39,13 @@ ROUTES = [
     ("POST", f"{API}/stream/[^/]+(?:/close)?"),  # the Live tab's frames
     ("POST", f"{API}/(?:cancel|reset)/?"),
 ]
+# The largest legitimate body per route: one video upload (multipart), one image as a data: URL in JSON (the
+# webcam's frames, /call and /queue/join; base64 is 4/3 of the bytes); anything else is small.
+BODY_LIMITS = [(re.compile(f"{API}/upload$"), MAX_VIDEO_SIZE + 2**20),
+               (re.compile(f"{API}/(?:queue/join|call/|stream/)"), MAX_IMAGE_SIZE * 4 // 3 + 2**20)]
+SMALL_BODY = 64 * 2**10
+NO_SESSION = (b'{"detail": "No such event or session: POST /gradio_api/call/NAME (or join the queue) first, then '
+              b'read its stream with the event_id (or session_hash) it answered."}')
 ALLOWED = [(frozenset(methods.split()), re.compile(path + "$")) for methods, path in ROUTES]
 NOT_FOUND = (b'{"detail": "No such route or endpoint: this Space serves its page and its queue API only (POST '
              b'/gradio_api/call/predict or /gradio_api/call/predict_video, which join the queue, then GET the event '
@@ -51,12 +63,21 @@ class Gate:
             return await send({"type": "websocket.close", "code": 1008})
         if scope["type"] == "http" and not allowed(scope["method"], scope["path"]):
             return await answer(send, 404, NOT_FOUND)
+        if scope["type"] == "http":
+            limit = body_limit(scope["path"])
+            declared = content_length(scope)
+            if declared is not None and declared > limit:
+                return await answer(send, 413, too_large(declared, limit))
+            body = LimitedBody(receive, send, limit)
+            receive, send = body.receive, body.send
         guard = queue_guard(scope) if scope["type"] == "http" else None
         if guard is not None:
             guard.gated = True  # the jobs' listeners are counted: only jobs listened to start
         session = stream_session(scope) if guard is not None and scope["method"] == "GET" else None
         if session is None:
             return await self.app(scope, receive, send)
+        if session not in guard.queue.pending_messages_per_session:  # gradio would answer 200, then cut the stream
+            return await answer(send, 404, NO_SESSION)
         guard.listeners[session] += 1
         try:
             await self.app(scope, receive, send)
@@ -64,6 +85,47 @@ class Gate:
             guard.listeners[session] -= 1
             if guard.listeners[session] <= 0:
                 del guard.listeners[session]
+
+
+def body_limit(path: str) -> int:
+    return next((limit for pattern, limit in BODY_LIMITS if pattern.match(path)), SMALL_BODY)
+
+
+def content_length(scope: Scope) -> int | None:
+    """The declared body size (an unreadable Content-Length counts as too large)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 2**63
+    return None
+
+
+def too_large(size: int, limit: int) -> bytes:
+    return (f'{{"detail": "Request too large: {size / 2**20:,.1f} MB (the limit is {limit / 2**20:,.1f} MB): send '
+            f'images of at most {MAX_IMAGE_SIZE >> 20} MB and videos of at most {MAX_VIDEO_SIZE >> 20} MB."}}').encode()
+
+
+class LimitedBody:
+    """`receive` and `send` for one request whose body may not pass `limit`: once it does, the app is told the
+    client left and whatever it answers is replaced by a 413 (FastAPI would turn a raised error into a 400)."""
+
+    def __init__(self, receive: Callable, send: Callable, limit: int) -> None:
+        self._receive, self._send, self.limit = receive, send, limit
+        self.total, self.refused = 0, False
+
+    async def receive(self) -> dict:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        self.total += len(message.get("body", b""))
+        if self.total > self.limit:
+            self.refused = True
+            await answer(self._send, 413, too_large(self.total, self.limit))
+            return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: dict) -> None:
+        if not self.refused:
+            await self._send(message)
 
 
 def allowed(method: str, path: str) -> bool:
@@ -87,9 +149,11 @@ def stream_session(scope: Scope) -> str | None:
     match = CALL_STREAM.search(path)
     if not match:
         return None
-    guard = queue_guard(scope)
-    event = guard.queue.event_ids_to_events.get(match[1]) if guard and guard.queue else None
-    return event.session_hash if event else match[1]
+    queue = queue_guard(scope).queue  # as gradio's /call/NAME/ID route finds the session
+    event = queue.event_ids_to_events.get(match[1])
+    if event is not None:
+        return event.session_hash
+    return next((session for session, ids in queue.pending_event_ids_session.items() if match[1] in ids), match[1])
 
 
 def queue_guard(scope: Scope) -> Any:

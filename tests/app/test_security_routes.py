@@ -5,6 +5,8 @@ and what the page and gradio_client use still answers. The allow-list is space.g
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -63,3 +65,20 @@ def test_allow_list() -> None:
                          ("POST", "/gradio_api/call/analyze"), ("GET", "/gradio_api/file=HTTP://x/a.jpg"),
                          ("GET", "/gradio_api/file=data:image/png;base64,AA"), ("GET", "/gradio_api/queue/data/x")]:
         assert not allowed(method, path), (method, path)
+
+
+def test_requests_that_raised_http_500(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Each answered 500 (or 200, then a cut stream) with a traceback in the log: now a 4xx saying what was wrong,
+    and nothing logged with a traceback."""
+    requests = [("POST", "gradio_api/call/v2/predict", {"data": [1]}),
+                ("POST", "gradio_api/component_server", {"component_id": 99999, "fn_name": "x", "data": None,
+                                                         "session_hash": "x"}),
+                ("GET", "gradio_api/call/predict/0123456789abcdef", None),
+                ("GET", "gradio_api/queue/data?session_hash=no-such-session", None)]
+    with caplog.at_level(logging.INFO):
+        for method, path, body in requests:
+            response = httpx.request(method, f"{url}{path}", json=body, timeout=30)
+            assert 400 <= response.status_code < 500 and "No such" in response.text, (path, response.status_code,
+                                                                                      response.text[:200])
+            assert "Traceback" not in response.text
+    assert not [record for record in caplog.records if record.exc_info], [r.getMessage() for r in caplog.records]
