@@ -8,9 +8,13 @@ What each client thread sends, in a seeded random order (the kinds of request th
                is written to gradio's cache)
   live         a Live-tab stream: 6 webcam frames (data: URLs) 0.5 s apart, then closed
   refused      a truncated JPEG, a 25 MB data: URL and a server path, each of which must be refused
+  hostile      one of issue 21's attacks, each of which must be refused: a progressive JPEG repeating its scans
+               300 times, a 1 x 49,000,000 PNG, a 400 MB declared body, process_recording, or a flood of 8 video
+               jobs joined from 8 addresses and never read (at most VIDEO_QUEUE wait; the rest answer 503)
 The server's resident memory is sampled every 0.5 s; gradio's cache lives in a private GRADIO_TEMP_DIR so its
 files can be counted. Prints memory at start (idle), after one round of every request (warm-up), its peak and
-at the end, and per minute its median and highest memory and the cache's files.
+at the end, per minute its median and highest memory and the cache's files, and the latency (p50/p95) of the
+"photo" requests, sent while the hostile ones flood the server.
 Exit code 1 on any unexpected answer. A random-init model unless --model names a folder (same speed).
 
     python benchmarks/soak.py [--minutes 10] [--clients 3] [--model FOLDER]
@@ -37,11 +41,12 @@ from typing import Any
 
 import httpx
 from app_process import ASTRONAUT, Server, save_random_model  # benchmarks/app_process.py, beside this script
+from hostile import hostile_request  # benchmarks/hostile.py
 from load import valid_result  # benchmarks/load.py
 from PIL import Image
 
 FILE_META = {"_type": "gradio.FileData"}
-WEIGHTS = {"photo": 3, "large photo": 1, "data url": 2, "photo tab": 2, "live": 1, "refused": 2}
+WEIGHTS = {"photo": 3, "large photo": 1, "data url": 2, "photo tab": 2, "live": 1, "refused": 2, "hostile": 3}
 
 
 class Browser:
@@ -57,8 +62,11 @@ class Browser:
         return {"path": response.raise_for_status().json()[0], "meta": FILE_META, "orig_name": path.name}
 
     def call(self, value: dict) -> tuple[str, Any]:
-        """/gradio_api/call/predict: ("complete" | "error", the last data line)."""
-        event_id = self.http.post(f"{self.url}gradio_api/call/predict", json={"data": [value]}).json()["event_id"]
+        """/gradio_api/call/predict: ("complete" | "error", the last data line, or the refusal's text)."""
+        response = self.http.post(f"{self.url}gradio_api/call/predict", json={"data": [value]})
+        if response.status_code != 200:  # refused before the queue (space.gate: body limit)
+            return "error", response.text
+        event_id = response.json()["event_id"]
         event, data = "", None
         with self.http.stream("GET", f"{self.url}gradio_api/call/predict/{event_id}") as response:
             for line in response.iter_lines():
@@ -135,7 +143,7 @@ def request_kinds(browser: Browser, client: Any, assets: dict[str, Any]) -> dict
         with unique(ASTRONAUT, assets["scratch"]) as copy:
             return browser.event("analyze", browser.upload(copy))[-1].get("success") is True
 
-    return {"photo": lambda: predict(ASTRONAUT), "large photo": lambda: predict(assets["large"]),
+    return {"photo": lambda: predict(ASTRONAUT), "hostile": lambda: hostile_request(browser), "large photo": lambda: predict(assets["large"]),
             "data url": lambda: browser.call(new_frame())[0] == "complete", "photo tab": photo_tab, "live": live,
             "refused": refused}
 
@@ -162,7 +170,8 @@ def soak(url: str, rss: Callable[[], float], cache: Path, minutes: float, client
     from gradio_client import Client
 
     assets = make_assets(cache.parent)
-    figures: dict[str, Any] = {"rss_start_mb": rss(), "done": Counter(), "unexpected": Counter(), "minutes": []}
+    figures: dict[str, Any] = {"rss_start_mb": rss(), "done": Counter(), "unexpected": Counter(), "minutes": [],
+                               "photo_s": []}
     warm = request_kinds(Browser(url), Client(url, verbose=False), assets)
     for name, send in warm.items():
         figures["done"][name] += 1
@@ -177,6 +186,7 @@ def soak(url: str, rss: Callable[[], float], cache: Path, minutes: float, client
         pick = random.Random(seed + index)
         while time.monotonic() < deadline:
             name = pick.choices(list(WEIGHTS), weights=list(WEIGHTS.values()))[0]
+            sent = time.monotonic()
             try:
                 ok = kinds[name]()
             except Exception as error:  # noqa: BLE001 -- counted and shown: the figures say what failed
@@ -185,6 +195,8 @@ def soak(url: str, rss: Callable[[], float], cache: Path, minutes: float, client
             with lock:
                 figures["done"][name] += 1
                 figures["unexpected"][name] += not ok
+                if name == "photo":
+                    figures["photo_s"].append(time.monotonic() - sent)
 
     threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
@@ -219,7 +231,13 @@ def report(figures: dict[str, Any]) -> str:
          f"peak={figures['rss_peak_mb']:.0f} end={figures['rss_end_mb']:.0f}"),
         "server_rss_mb median by minute: " + " ".join(f"{row['rss_median_mb']:.0f}" for row in figures["minutes"]),
         f"gradio cache at the end: {last['cache_files']} files, {last['cache_mb']:.0f} MB",
+        f"photo latency among the hostile requests: p50 {percentile(figures['photo_s'], 50):.2f} s, "
+        f"p95 {percentile(figures['photo_s'], 95):.2f} s ({len(figures['photo_s'])} photos)",
     ])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else float("nan")
 
 
 def main() -> None:

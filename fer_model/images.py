@@ -21,6 +21,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .image_processing import flatten_mode, gray_face, resize_image
 
 MAX_PIXELS = 50_000_000  # refused before decoding: a 50 MP RGB image already needs 150 MB of memory
+MAX_SCANS = 100  # JPEG scans (SOS markers) refused before decoding: cameras write 1, progressive encoders ~10;
+# each scan re-decodes the whole image, so a file repeating its scans costs time linear in their count
+MAX_IMAGE_SIDE = 30_000  # pixels on either side: phone panoramas stay below; a 1 x 49,000,000 PNG cost 2 GB
+MAX_ASPECT = 20  # longest side over shortest, for images longer than MAX_SIDE: panoramas stay below
 MAX_SIDE = 1280  # the app (and the recognizer's working copy) downscales larger images to this side
 # The only decoders tried: what phones, browsers and scanners produce (JPEG includes MPO, PNG includes APNG).
 # PIL's other plugins (EPS via Ghostscript, PSD, ICO, FITS...) are attack surface that no photo needs.
@@ -40,10 +44,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
     check reads the header only: a file declaring more than max_pixels is refused before any decoding.
     """
     with _open(source, max_pixels) as image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageLoadError(f"the image is too large: {width}x{height} pixels "
-                                 f"(the limit is {max_pixels / 1e6:.0f} megapixels); resize it and try again")
+        check_header(image, max_pixels)
         try:
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
             image.load()
@@ -51,6 +52,35 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, zlib/struct errors...
             raise ImageLoadError(f"the {image.format or 'image'} data is truncated or corrupt "
                                  f"({_short(error)})") from None
+
+
+def check_header(image: Image.Image, max_pixels: int = MAX_PIXELS) -> None:
+    """ImageLoadError for what the header says would cost too much to decode: too many pixels, a side over
+    MAX_IMAGE_SIDE, an aspect ratio over MAX_ASPECT, or a JPEG with more than MAX_SCANS scans."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageLoadError(f"the image is too large: {width}x{height} pixels "
+                             f"(the limit is {max_pixels / 1e6:.0f} megapixels); resize it and try again")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageLoadError(f"the image is too large: {width}x{height} pixels (the limit is {MAX_IMAGE_SIDE:,} "
+                             "pixels a side); resize it and try again")
+    if max(width, height) > max(MAX_SIDE, MAX_ASPECT * min(width, height)):
+        raise ImageLoadError(f"the image's shape is too extreme: {width}x{height} pixels (the limit is an aspect "
+                             f"ratio of {MAX_ASPECT}:1); crop it and try again")
+    if image.format in ("JPEG", "MPO") and (scans := jpeg_scans(image)) > MAX_SCANS:
+        raise ImageLoadError(f"the JPEG has {scans:,} scans (the limit is {MAX_SCANS}), which looks like a "
+                             "decoding bomb; save it again as a normal JPEG")
+
+
+def jpeg_scans(image: Image.Image) -> int:
+    """How many start-of-scan markers the opened JPEG's file holds (an EXIF thumbnail's included): FF DA cannot
+    occur inside entropy-coded data, where every FF byte is followed by 00 or a restart marker."""
+    position = image.fp.tell()
+    try:
+        image.fp.seek(0)
+        return image.fp.read().count(b"\xff\xda")
+    finally:
+        image.fp.seek(position)
 
 
 def decode_face(data: bytes, size: int) -> tuple[np.ndarray, bytes]:
