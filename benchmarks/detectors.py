@@ -26,9 +26,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_model.faces import DETECTORS, Box, make_detector  # noqa: E402
-from fer_model.tracking import iou  # noqa: E402
-from tests.helpers.image_files import cartoon_face  # noqa: E402
+from fer_model.faces import DETECTORS, Box, make_detector
+from fer_model.tracking import iou
+from tests.helpers.image_files import cartoon_face
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # faces boxed by hand (x, y, w, h): the frontal faces as the eye sees them, the cameraman's turned head included

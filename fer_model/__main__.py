@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch_size", type=int, default=FACES_PER_FORWARD, help="model inputs per forward pass "
                          "(faces x TTA views), gathered across images")
     predict.add_argument("--whole_image", action="store_true", help="classify the whole image when no face is found "
-                         "(for close-up face crops; the result then says whole_image: true). Default: no face, no emotion")
+                         "(for close-up face crops; the result then says whole_image: true). Default: no face, "
+                         "no emotion")
     predict.add_argument("--model", default=None, help=MODEL_HELP)
     predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")

@@ -3,7 +3,8 @@
 One panel per face (the MAX_FACES faces seen in the most frames; the title says when others were left out),
 one line per emotion in the app's colours (fer_model.annotation.label_colours), a gap where the face was not
 seen. Readable at a glance: the smoothed scores when the analysis smoothed them (`--smooth`), the face's STRONG
-top emotions (highest mean probability) drawn thick, the others thin and faint. matplotlib's object API with the Agg canvas (no pyplot state): safe in a server's worker threads.
+top emotions (highest mean probability) drawn thick, the others thin and faint.
+matplotlib's object API with the Agg canvas (no pyplot state): safe in a server's worker threads.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def plot_timeline(rows: Sequence[FaceRow], labels: Sequence[str], duration_s: fl
         means = summaries[face_id]["mean_scores"]
         strong = sorted(labels, key=lambda label: -means[label])[:STRONG]
         for label in sorted(labels, key=lambda label: label in strong):  # the strong ones on top
-            style = dict(linewidth=2.4, alpha=1.0, zorder=3) if label in strong else dict(linewidth=1.0, alpha=0.3)
+            strong_line = label in strong
+            style = {"linewidth": 2.4, "alpha": 1.0, "zorder": 3} if strong_line else {"linewidth": 1.0, "alpha": 0.3}
             ax.plot(times, scores[label], color=colours[label], label=label, **style)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("probability")

@@ -86,7 +86,7 @@ def hidden_face_clip(path: Path, size: tuple[int, int] = (320, 240), fps: float 
     """The astronaut drifting right at `speed` px/s, covered (no face in the frame) from hidden[0] s until
     hidden[1] s: she comes back ~0.6 face widths from where she was last seen, her boxes no longer overlapping by
     IoU 0.3 (a bowed head, a hand over the face, a detector miss)."""
-    width, height = size
+    height = size[1]
     sprites = {"astronaut": face_sprite("astronaut", sprite)}
     clip = Clip(path, fps, size)
     for index in range(round(seconds * fps)):
