@@ -78,7 +78,8 @@ class Browser:
     def event(self, name: str, value: dict, frames: list[dict] = ()) -> list[dict]:
         """Join the queue for a UI event (and stream more frames to it, then close it); its messages."""
         session = os.urandom(8).hex()
-        body = {"data": [value], "fn_index": self.fn_index[name], "session_hash": session}
+        data = [value, False] if name == "analyze" else [value]  # the Photo tab's "whole image" box, unticked
+        body = {"data": data, "fn_index": self.fn_index[name], "session_hash": session}
         event_id = self.http.post(f"{self.url}gradio_api/queue/join", json=body).json()["event_id"]
         for frame in frames:
             time.sleep(0.5)
