@@ -48,7 +48,8 @@ def send(url: str, endpoint: str, value: dict) -> tuple[str, object]:
     """One image input to an endpoint: ("complete", outputs) or ("error", message)."""
     if endpoint == "predict":
         return call(url, "predict", [value])
-    return outcome(run_event(url, fn_index(url, endpoint), [value]))
+    extra = [False] if endpoint == "analyze" else []  # the Photo tab's whole-image checkbox, unticked
+    return outcome(run_event(url, fn_index(url, endpoint), [value, *extra]))
 
 
 def uploaded(url: str, path: Path) -> dict:
@@ -87,7 +88,7 @@ def test_server_file_read_after_an_example_is_loaded(url: str, server_files: dic
     an update): the guard still holds there."""
     session_hash, _ = join(url, fn_index(url, "load_example"), [0])
     assert outcome(queue_messages(url, session_hash, {"process_completed"}, 30)[-1])[0] == "complete"
-    join(url, fn_index(url, "analyze"), [{"path": server_files["image"]}], session_hash)
+    join(url, fn_index(url, "analyze"), [{"path": server_files["image"]}, False], session_hash)
     kind, message = outcome(queue_messages(url, session_hash, {"process_completed"}, 30)[-1])
     assert kind == "error" and str(message).startswith(NOT_UPLOADED), (kind, str(message)[:200])
 
