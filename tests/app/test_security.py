@@ -48,7 +48,7 @@ def send(url: str, endpoint: str, value: dict) -> tuple[str, object]:
     """One image input to an endpoint: ("complete", outputs) or ("error", message)."""
     if endpoint == "predict":
         return call(url, "predict", [value])
-    extra = [False] if endpoint == "analyze" else []  # the Photo tab's "whole image" checkbox, unticked
+    extra = [False] if endpoint == "analyze" else []  # the Photo tab's whole-image checkbox, unticked
     return outcome(run_event(url, fn_index(url, endpoint), [value, *extra]))
 
 

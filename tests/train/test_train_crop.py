@@ -153,9 +153,10 @@ def test_every_inference_path_feeds_what_validation_fed(tmp_path: Path, dataset_
     onnx_path = cli_json(["export-onnx", "--model", str(folder), "--out", str(tmp_path / "crop40.onnx")])["onnx"]
     runs = {"pipeline": lambda: pipeline("image-classification", model=FerForImageClassification.from_pretrained(
                 folder), image_processor=processor)(pictures),
-            "recognizer": lambda: [EmotionRecognizer.from_pretrained(folder).recognize(p) for p in pictures],
-            "onnx recognizer": lambda: [EmotionRecognizer.from_pretrained(folder, onnx=onnx_path).recognize(p)
-                                        for p in pictures]}
+            "recognizer": lambda: [EmotionRecognizer.from_pretrained(folder, whole_image=True).recognize(p)
+                                   for p in pictures],  # FER2013's faces: no face found, each classified whole
+            "onnx recognizer": lambda: [EmotionRecognizer.from_pretrained(folder, onnx=onnx_path, whole_image=True)
+                                        .recognize(p) for p in pictures]}
     for name, run in runs.items():
         with inputs_reaching_the_model(monkeypatch) as seen:
             run()
