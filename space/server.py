@@ -25,7 +25,6 @@ from starlette.middleware import Middleware
 
 from space.gate import Gate
 from space.queue_guard import QueueGuard
-
 from space.uploads import MAX_IMAGE_SIZE, MAX_VIDEO_SIZE
 
 CONCURRENCY = 2  # photo/API requests run at once: the model already uses every core of a small CPU Space
