@@ -3,10 +3,10 @@
 `probe_video` opens the container with PyAV (header and stream parameters only): it must be an MP4/MOV, WebM/MKV
 or AVI container with a video stream (ffmpeg is told so before it reads a byte, `DEMUXER_OPTIONS`: no image, no
 playlist whose entries would make it open other files, no network or other protocol), within
-`VideoLimits` (file size, duration, frame size, frame rate). `VideoFrames` then decodes it with OpenCV (its
-bundled ffmpeg; phone clips come upright, OpenCV applies the rotation tag), sampling at most `fps` frames per
-second, and checks the limits again as it goes (a header can lie). `AnnotatedVideo` writes H.264 in MP4
-(libx264 bundled in PyAV's wheels, yuv420p, even sides, moov atom first) at the sampled frames' own times.
+`VideoLimits` (file size, duration, frame size, frame rate). `VideoFrames` then decodes it with PyAV (phone clips
+come upright: the rotation tag is applied), sampling at most `fps` frames per second, and checks the limits again
+as it goes, each frame's own size before it is converted (a header can lie, and a stream can grow).
+`AnnotatedVideo` writes H.264 in MP4 (libx264 bundled in PyAV's wheels, yuv420p, even sides, moov atom first) at the sampled frames' own times.
 Every refusal is a `VideoError` whose message says what was wrong, in user terms, without any path.
 """
 
@@ -26,11 +26,6 @@ CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV", "matroska,webm": "WebM/MKV",
 # ffmpeg options for both readers: only these demuxers, only local files (an HLS playlist or a concat list would
 # make ffmpeg open the files it names: measured, a playlist of server paths was read before any format check)
 DEMUXER_OPTIONS = {"format_whitelist": ",".join(CONTAINERS), "protocol_whitelist": "file"}
-os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "|".join(f"{k};{v}" for k, v in DEMUXER_OPTIONS.items())
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # OpenCV's ffmpeg stays quiet: errors are ours to word
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-
-import cv2  # after the settings above, which OpenCV reads from the environment
 
 FORMATS_HINT = "use MP4, MOV, AVI or WebM"
 ANNOTATED_MAX_SIDE = 1280  # the annotated copy of a 4K clip is 1280 px wide: enough to read the labels
@@ -141,11 +136,13 @@ def too_long(seconds: float, limits: VideoLimits) -> str:
 
 
 class VideoFrames:
-    """The sampled frames of a probed video, decoded by OpenCV: (frame index, time in s, RGB HxWx3 uint8).
+    """The sampled frames of a probed video, decoded by PyAV: (frame index, time in s, RGB HxWx3 uint8).
 
     A frame is kept when its time is at least 1/fps after the previous kept one (so every frame of a clip
     slower than `fps`). `frames_read` counts every decoded frame. Reading stops at the first frame that cannot
-    be decoded; the limits are checked again on the frames themselves.
+    be decoded; the limits are checked again on the frames themselves: each decoded frame's own size before it
+    is converted (a stream may grow mid-way: OpenCV rescaled such frames to the first one's size, +930 MB), and
+    the time and count read so far. Phone clips come upright (the frame's rotation is applied).
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo, fps: float, limits: VideoLimits) -> None:
@@ -155,34 +152,46 @@ class VideoFrames:
         self.frames_read = 0
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
-        capture = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
-        try:
-            if not capture.isOpened():
-                raise VideoError(f"the video cannot be decoded (its {self.info.codec} stream is not supported)")
-            next_time, interval = 0.0, 1.0 / self.fps
-            while capture.grab():
-                index, self.frames_read = self.frames_read, self.frames_read + 1
-                time_s = self._time(capture, index)
-                if time_s > self.limits.max_seconds or self.frames_read > self.limits.max_seconds * self.limits.max_fps:
-                    raise VideoError(too_long(time_s, self.limits))
-                if time_s + 1e-6 < next_time:
-                    continue
-                next_time = max(next_time + interval, time_s + interval / 2)
-                ok, bgr = capture.retrieve()
-                if not ok or bgr is None:
-                    break
-                if bgr.shape[0] * bgr.shape[1] > self.limits.max_pixels:
-                    raise VideoError(f"the frames are too large: {bgr.shape[1]}x{bgr.shape[0]} pixels")
-                yield index, time_s, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        finally:
-            capture.release()
+        import av
 
-    def _time(self, capture: cv2.VideoCapture, index: int) -> float:
-        """The frame's presentation time (OpenCV's position), else its index over the declared rate."""
-        msec = capture.get(cv2.CAP_PROP_POS_MSEC)
-        if msec > 0 or index == 0:
-            return msec / 1000.0
+        next_time, interval = 0.0, 1.0 / self.fps
+        try:
+            with av.open(self.path, metadata_errors="ignore", options=dict(DEMUXER_OPTIONS)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                start = stream.start_time or 0
+                for frame in container.decode(stream):
+                    index, self.frames_read = self.frames_read, self.frames_read + 1
+                    self._check_size(frame.width, frame.height)
+                    time_s = self._time(frame, start, stream.time_base, index)
+                    limits = self.limits
+                    if time_s > limits.max_seconds or self.frames_read > limits.max_seconds * limits.max_fps:
+                        raise VideoError(too_long(time_s, limits))
+                    if time_s + 1e-6 < next_time:
+                        continue
+                    next_time = max(next_time + interval, time_s + interval / 2)
+                    yield index, time_s, upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+        except av.error.FFmpegError:  # a frame that cannot be decoded ends the reading, as before
+            if self.frames_read == 0:
+                raise VideoError(f"the video cannot be decoded (its {self.info.codec} stream is not "
+                                 "supported)") from None
+
+    def _check_size(self, width: int, height: int) -> None:
+        if width * height > self.limits.max_pixels:
+            raise VideoError(f"the frames are too large: {width}x{height} pixels (the limit is "
+                             f"{self.limits.max_pixels / 1e6:.1f} megapixels, 3840x2160)")
+
+    def _time(self, frame: object, start: int, time_base: Fraction | None, index: int) -> float:
+        """The frame's presentation time from the stream's start, else its index over the declared rate."""
+        if frame.pts is not None and time_base:
+            return max(0.0, float((frame.pts - start) * time_base))
         return index / self.info.fps if self.info.fps else 0.0
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame as shown: PyAV's rotation is counter-clockwise degrees (the display matrix)."""
+    turns = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 class AnnotatedVideo:

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,11 +23,11 @@ import gradio as gr
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from gradio.route_utils import FnIndexInferError, delete_files_created_by_app
+from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
 from space.gate import Gate
 from space.queue_guard import QueueGuard
-
 from space.uploads import MAX_IMAGE_SIZE, MAX_VIDEO_SIZE
 
 CONCURRENCY = 2  # photo/API requests run at once: the model already uses every core of a small CPU Space
@@ -69,6 +71,7 @@ async def sweep_cache(server: Any) -> AsyncIterator[None]:
             await asyncio.sleep(DELETE_CACHE[0])
             with contextlib.suppress(RuntimeError):
                 await anyio.to_thread.run_sync(delete_files_created_by_app, server.get_blocks(), DELETE_CACHE[1])
+            await anyio.to_thread.run_sync(remove_empty_folders, get_upload_folder(), DELETE_CACHE[1])
 
     task = asyncio.create_task(sweep())
     yield
@@ -79,6 +82,17 @@ async def sweep_cache(server: Any) -> AsyncIterator[None]:
 LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, state_session_capacity=SESSIONS_KEPT, mcp_server=False, app_kwargs={
     "lifespan": sweep_cache, "middleware": [Middleware(Gate)],
     "exception_handlers": {KeyError: client_error, TypeError: client_error, FnIndexInferError: client_error}})
+
+
+def remove_empty_folders(root: str, age_s: float) -> None:
+    """The empty folders under `root` untouched for age_s (gradio's sweep deletes files, not their folders: one
+    per upload was left behind)."""
+    now = time.time()
+    for folder, subfolders, files in os.walk(root, topdown=False):
+        if folder != root and not subfolders and not files:
+            with contextlib.suppress(OSError):  # filled or removed meanwhile
+                if now - os.stat(folder).st_mtime > age_s:
+                    os.rmdir(folder)
 
 
 def return_freed_memory() -> None:

@@ -59,7 +59,7 @@ def test_huge_declared_body_is_read(url: str) -> None:
     """A 400 MB body is refused from its Content-Length, before any of it is sent (it was read, 14-18 s)."""
     head = (f"POST /gradio_api/call/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {400 * 2**20}\r\n\r\n")
-    answer, sent = raw_request(url, head, [b"{"])
+    answer, _ = raw_request(url, head, [b"{"])
     assert answer.startswith(b"HTTP/1.1 413") and b"Request too large" in answer, answer[:300]
     for route in ("gradio_api/upload", "gradio_api/queue/join", "gradio_api/reset"):
         response = httpx.post(f"{url}{route}", content=b"x" * (BODY_LIMITS[0][1] + 1), timeout=60)

@@ -1,6 +1,7 @@
-"""The decoder attacks of issue 21 (points 2, 5), replayed over HTTP against the app launched on 127.0.0.1: a
+"""The decoder attacks of issue 21 (points 2, 4, 5), replayed over HTTP against the app launched on 127.0.0.1: a
 progressive JPEG that repeats its scans, and PNGs of extreme aspect ratio, each refused from its header before
-decoding, by the API (an upload) and by the Live tab (a data: URL). Bounded: a few requests, each under 50 KB.
+decoding, by the API (an upload) and by the Live tab (a data: URL); a video whose frames grow past its header's
+size, refused at the first such frame. Bounded: a few requests, each under 500 KB.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import pytest
 
 from fer_model.images import MAX_ASPECT, MAX_IMAGE_SIDE, MAX_SCANS
 from tests.helpers.app_server import FILE_META, call, data_url, fn_index, outcome, run_event, upload
-from tests.helpers.hostile_images import png_of_shape, progressive_scan_bomb
+from tests.helpers.hostile_images import growing_frames_avi, png_of_shape, progressive_scan_bomb
 
 SHAPES = [(1, 5_000_000), (5_000_000, 1), (MAX_IMAGE_SIDE + 1, 2), (4000, 4000 // (MAX_ASPECT + 1))]
 
@@ -42,3 +43,17 @@ def test_extreme_aspect_ratio(url: str, endpoint: str, shape: tuple[int, int], t
     kind, message = sent(url, endpoint, png_of_shape(*shape), "image/png", tmp_path)
     assert kind == "error" and ("side" in str(message) or "aspect" in str(message)), (kind, str(message)[:200])
     assert f"{shape[0]}x{shape[1]}" in str(message), message
+
+
+@pytest.mark.parametrize("endpoint", ["predict_video", "analyze_clip"])
+def test_frame_size_growing_mid_stream(url: str, endpoint: str, tmp_path: object) -> None:
+    """An AVI whose header and first frames are 320x240 and whose next frames are 4096x2304 (over the 4K limit)
+    is refused at the first large frame, before it is converted (OpenCV rescaled such frames to the first one's
+    size and let them through: +930 MB for a 15360x8640 clip)."""
+    path = growing_frames_avi(tmp_path / "growing.avi")
+    video = {"path": upload(url, path), "meta": FILE_META, "orig_name": path.name}
+    if endpoint == "predict_video":
+        kind, message = call(url, "predict_video", [video])
+    else:
+        kind, message = outcome(run_event(url, fn_index(url, endpoint), [video]))
+    assert kind == "error" and "frames are too large: 4096x2304" in str(message), (kind, str(message)[:200])

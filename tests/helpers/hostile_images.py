@@ -1,11 +1,14 @@
 """Hostile image files of issue 21, made in the test from PIL and bytes: a progressive JPEG that repeats its
-scans (decoding time linear in their count) and PNGs of extreme aspect ratio (small files, costly rows)."""
+scans (decoding time linear in their count), PNGs of extreme aspect ratio (small files, costly rows) and a video
+whose frames grow past the header's size."""
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
+from fractions import Fraction
+from pathlib import Path
 
 from PIL import Image
 
@@ -46,3 +49,21 @@ def png_of_shape(width: int, height: int) -> bytes:
               (b"IDAT", zlib.compress(row * height, 9)), (b"IEND", b"")]
     return b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(body)) + name + body
                                             + struct.pack(">I", zlib.crc32(name + body)) for name, body in chunks)
+
+
+def growing_frames_avi(path: Path, small: tuple[int, int] = (320, 240), large: tuple[int, int] = (4096, 2304),
+                       frames: tuple[int, int] = (3, 3)) -> Path:
+    """An MJPEG AVI whose header (and first frames) say `small` and whose later frames are `large` JPEGs: each
+    frame of MJPEG is a whole JPEG, so the size may change from one to the next. A few KB (flat frames)."""
+    import av
+
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = *small, "yuvj420p"
+        for index, size in enumerate([small] * frames[0] + [large] * frames[1]):
+            buffer = io.BytesIO()
+            Image.new("RGB", size, (100, 120, 140)).save(buffer, format="JPEG", quality=80)
+            packet = av.Packet(buffer.getvalue())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, index, index, Fraction(1, 10)
+            container.mux(packet)
+    return path
