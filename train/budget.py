@@ -59,6 +59,11 @@ class TimeBudget:
     def reserve(self) -> float:
         return max(FINISH_RESERVE_S, 1.5 * self.passes * self.validation_seconds) + self.extra
 
+    def explain(self) -> str:
+        """The figures behind a stop, for the log: elapsed, the longest epoch, the finish's reserve, the budget."""
+        return (f"{self.last - self.start:.0f} s elapsed + {max(self.epoch_seconds, default=0.0):.0f} s (longest "
+                f"epoch) + {self.reserve():.0f} s (finish reserve) > {self.seconds:.0f} s")
+
     def ends_after(self, epoch: int, epochs: int) -> bool:
         """Whether the budget ends the run after `epoch` (never after the last one: that is a complete run)."""
         return epoch < epochs and not self.allows_another_epoch()

@@ -252,9 +252,8 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state.state_dict()}
         if stopped:
-            accelerator.print(f"{stopped}: the next epoch would not finish inside --max_time {options.max_time}; "
-                              "finishing the folder with the best model so far (continue with "
-                              "--resume_from_checkpoint latest)")
+            accelerator.print(f"{stopped}: {budget.explain()} (--max_time {options.max_time}); finishing the "
+                              "folder with the best model so far (continue with --resume_from_checkpoint latest)")
             break
     state.test_evaluations += not stopped
     metrics = finish_run(accelerator, recipe, options, state, (val_loader, test_loader), config, splits, int8_faces,
