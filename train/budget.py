@@ -36,9 +36,10 @@ def parse_max_time(text: str) -> float:
 class TimeBudget:
     """Epoch boundaries against the budget `max_time` (None: unlimited), started when built (the run's start)."""
 
-    def __init__(self, max_time: str | None, tta: str = "none", export_int8: bool = False,
+    def __init__(self, max_time: str | None, tta: str = "none", export_int8: bool = False, spent: float = 0.0,
                  clock: Callable[[], float] | None = None) -> None:
-        self.seconds = parse_max_time(max_time) if max_time else None
+        """`spent`: seconds already gone before this (the interpreter's imports), taken off the budget."""
+        self.seconds = parse_max_time(max_time) - spent if max_time else None
         self.clock = clock or monotonic
         self.passes = 2 + 2 * TTA_VIEWS.get(tta, 0)  # the finish's validation-sized passes (val + test, TTA of both)
         self.extra = 2 * FINISH_RESERVE_S if export_int8 else 0.0  # the int8 export and its test
@@ -58,6 +59,11 @@ class TimeBudget:
 
     def reserve(self) -> float:
         return max(FINISH_RESERVE_S, 1.5 * self.passes * self.validation_seconds) + self.extra
+
+    def explain(self) -> str:
+        """The figures behind a stop, for the log: elapsed, the longest epoch, the finish's reserve, the budget."""
+        return (f"{self.last - self.start:.0f} s elapsed + {max(self.epoch_seconds, default=0.0):.0f} s (longest "
+                f"epoch) + {self.reserve():.0f} s (finish reserve) > {self.seconds:.0f} s left after the start")
 
     def ends_after(self, epoch: int, epochs: int) -> bool:
         """Whether the budget ends the run after `epoch` (never after the last one: that is a complete run)."""

@@ -35,12 +35,13 @@ def finish_run(accelerator: Accelerator, recipe: Recipe, options: RunOptions, st
                int8_faces: torch.Tensor | None, run_start: float, argv: list[str],
                stopped: str | None = None) -> dict[str, Any]:
     """Test, calibrate, (int8), write the folder and card, (push); returns metrics.json's content."""
-    output_dir = Path(options.output_dir)
+    output_dir, finish_start = Path(options.output_dir), time.perf_counter()
     metrics = evaluate_best_model(accelerator, output_dir, recipe, *loaders, config)
     if options.export_int8:
         metrics["int8"] = export_int8(accelerator, output_dir, int8_faces, splits["test"])
     metrics["validation"] = {k: getattr(state, k) for k in ("best_accuracy", "best_epoch", "best_model", "history")}
     metrics["training"] = {**training_summary(accelerator, recipe, state, splits, run_start),
+                           "finish_time_s": time.perf_counter() - finish_start,  # test, calibration, int8
                            "stopped": stopped, "test_evaluations": state.test_evaluations,
                            "init": init_description(recipe, options)}
     if accelerator.is_main_process:

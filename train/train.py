@@ -23,12 +23,13 @@ model without torch.compile (one compiled training graph, no recompiles for eval
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+PROCESS_START = time.monotonic()  # before the heavy imports: --max_time counts them (tens of seconds on a busy CPU)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout (python train/train.py), no install needed
 
-import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 from functools import partial  # noqa: E402
@@ -181,9 +182,11 @@ def load_splits(accelerator: Accelerator, options: RunOptions, seed: int,
     return splits, data["train"].features["label"].names, int8_faces
 
 
-def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> dict[str, Any]:
+def training_function(recipe: Recipe, options: RunOptions, argv: list[str], started: float | None = None,
+                      ) -> dict[str, Any]:
     run_start, output_dir = time.perf_counter(), Path(options.output_dir)
-    budget = TimeBudget(options.max_time, recipe.tta, options.export_int8)  # --max_time; unlimited without it
+    budget = TimeBudget(options.max_time, recipe.tta, options.export_int8,  # --max_time; unlimited without it
+                        spent=time.monotonic() - started if started is not None else 0.0)
     ignored_freeze = recipe.freeze_until if not recipe.pretrained else None  # freezing is for ImageNet weights
     recipe = replace(recipe, freeze_until=None) if ignored_freeze else recipe
     # A bad checkpoint or a changed recipe fails here, before any data is loaded.
@@ -252,9 +255,8 @@ def training_function(recipe: Recipe, options: RunOptions, argv: list[str]) -> d
             accelerator.end_training()
             return {"stopped_after_epoch": epoch, "state": state.state_dict()}
         if stopped:
-            accelerator.print(f"{stopped}: the next epoch would not finish inside --max_time {options.max_time}; "
-                              "finishing the folder with the best model so far (continue with "
-                              "--resume_from_checkpoint latest)")
+            accelerator.print(f"{stopped}: {budget.explain()} (--max_time {options.max_time}); finishing the "
+                              "folder with the best model so far (continue with --resume_from_checkpoint latest)")
             break
     state.test_evaluations += not stopped
     metrics = finish_run(accelerator, recipe, options, state, (val_loader, test_loader), config, splits, int8_faces,
@@ -289,11 +291,12 @@ def report_epoch(accelerator: Accelerator, record: dict[str, Any], epochs: int, 
                       f"{record['images_per_second']:.0f} images/s{' (best, saved)' if improved else ''}")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None, started: float | None = None) -> dict[str, Any]:
+    """`started`: when the process started (time.monotonic), as `python train/train.py` passes it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe, options = parse_args(argv, description=__doc__)
-    return training_function(recipe, options, argv)
+    return training_function(recipe, options, argv, started)
 
 
 if __name__ == "__main__":
-    main()
+    main(started=PROCESS_START)

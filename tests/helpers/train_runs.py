@@ -21,7 +21,7 @@ QUICK = ["--cpu", "--no-pretrained", "--optimizer", "adam", "--lr", "1e-3", "--b
 # training state; one checkpoint kept (accelerate's total_limit).
 STATEFUL = ["--epochs", "2", "--augment", "--scheduler", "onecycle", "--head_dropout", "0.2", "--mixup_alpha", "0.4",
             "--ema_decay", "0.6", "--checkpoints_total_limit", "1"]
-TIMINGS = ("images_per_second", "images_per_second_median", "train_time_s", "wall_time_s")
+TIMINGS = ("images_per_second", "images_per_second_median", "train_time_s", "wall_time_s", "finish_time_s")
 
 
 def cli_command(dataset_dir: str, output_dir: Path) -> list[str]:

@@ -82,6 +82,9 @@ def test_the_budget_keeps_a_reserve_for_the_next_epoch_and_the_finish() -> None:
     assert budget.reserve() == FINISH_RESERVE_S and budget.allows_another_epoch()  # 400 + 300 + 60 <= 900
     budget.epoch_done(validation_seconds=1.0)
     assert budget.ends_after(2, 5) and not budget.ends_after(5, 5)  # 700 + 300 + 60 > 900; the last epoch: done
+    assert budget.explain() == ("700 s elapsed + 300 s (longest epoch) + 60 s (finish reserve) > 900 s left after "
+                                "the start")
+    assert TimeBudget("15", spent=30.0, clock=lambda: 0.0).seconds == 870  # the imports before train.py's main
     slow = TimeBudget("15", tta="flip", export_int8=True, clock=lambda: 0.0)
     slow.epoch_done(validation_seconds=100.0)  # the finish reads validation and test, each with 2 flip views
     assert slow.reserve() == 1.5 * 6 * 100.0 + 2 * FINISH_RESERVE_S
