@@ -83,10 +83,11 @@ def upload_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def predict_in_process(demo: gr.Blocks, payload: dict) -> dict:
-    """The `predict` endpoint without HTTP: its input component's preprocessing, then its function."""
+    """The `predict` endpoint without HTTP: its input component's preprocessing, then its function; the faces JSON
+    of its (faces, annotated image)."""
     (block_fn,) = [fn for fn in demo.fns.values() if fn.api_name == "predict"]
     (component,) = block_fn.inputs
-    return block_fn.fn(component.preprocess(ImageData(**payload)))
+    return block_fn.fn(component.preprocess(ImageData(**payload)))[0]
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +259,7 @@ def test_a_full_queue_refuses_with_a_message(recognizer: EmotionRecognizer, monk
         outcomes = []
         for job in jobs:
             try:
-                outcomes.append(job.result(timeout=30)["face_found"])
+                outcomes.append(job.result(timeout=30)[0]["face_found"])
             except Exception as error:  # gradio_client raises QueueError (not an AppError) for a full queue
                 outcomes.append(str(error))
     finally:
