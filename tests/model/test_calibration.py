@@ -91,10 +91,18 @@ def test_config_field_default_and_validation(tmp_path: Path) -> None:
     assert FerForImageClassification.from_pretrained(folder).config.temperature == 1.7
 
 
+def test_a_folder_saved_before_the_field_loads_with_temperature_1(tmp_path: Path) -> None:
+    folder = save_random_model(tmp_path / "old", temperature=2.0)
+    config = json.loads((folder / "config.json").read_text())
+    del config["temperature"]  # as written before the field existed (the first release's config.json)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert FerConfig.from_pretrained(folder).temperature == 1.0
+
+
 @needs_released_model
-def test_a_folder_saved_before_the_field_loads_with_temperature_1() -> None:
-    assert "temperature" not in json.loads((RELEASED_MODEL_DIR / "config.json").read_text())
-    assert FerConfig.from_pretrained(RELEASED_MODEL_DIR).temperature == 1.0
+def test_the_released_folder_loads_its_own_temperature() -> None:
+    written = json.loads((RELEASED_MODEL_DIR / "config.json").read_text()).get("temperature", 1.0)
+    assert FerConfig.from_pretrained(RELEASED_MODEL_DIR).temperature == pytest.approx(written)
 
 
 def test_forward_divides_the_logits_and_keeps_the_argmax() -> None:

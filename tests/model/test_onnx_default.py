@@ -151,9 +151,15 @@ def test_cli_predict_default_no_onnx_and_a_foreign_file(tiny_model_dir: Path, ex
 
 @needs_released_model
 def test_released_folder_serves_its_int8_file() -> None:
-    """The release's model_int8.onnx predates fingerprints: used by default, with the warning."""
-    with pytest.warns(UserWarning, match="no fingerprint"):
+    """The release's model_int8.onnx is served by default: silently when its fingerprint matches the folder's
+    weights (releases since 2026-12-04), with the "no fingerprint" warning when it predates fingerprints."""
+    fingerprinted = WEIGHTS_KEY in {p.key for p in onnx.load(str(RELEASED_MODEL_DIR / INT8_FILENAME)).metadata_props}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         recognizer = EmotionRecognizer.from_pretrained(RELEASED_MODEL_DIR)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any("no fingerprint" in m for m in messages) is not fingerprinted, messages
+    assert not any("other weights" in m or "differs" in m for m in messages), messages
     assert isinstance(recognizer.runtime, OnnxClassifier)
     assert recognizer.runtime.path == RELEASED_MODEL_DIR / INT8_FILENAME
     assert recognizer.recognize(Image.open(ASTRONAUT))["face_found"] is True
