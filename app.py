@@ -14,7 +14,14 @@ space/ package beside it its guards (README, Reliability). API: `predict(image) 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -54,6 +61,7 @@ PAGE_CSS = ("#annotated .image-container, #live-annotated .image-container { pad
             "#camera-message { border-left: 4px solid #f59e0b; background: rgba(245, 158, 11, 0.12); "
             "padding: 0.5rem 0.75rem; font-weight: 600; }")
 LAUNCH_OPTIONS = {**SERVER_LAUNCH_OPTIONS, "css": PAGE_CSS, "js": LIVE_JS}
+ANNOTATED_KEPT_S = 60  # the API's annotated files, once gradio has copied them into its cache
 TABLE_HEADERS = ["face", "emotion", "confidence", "x", "y", "width", "height"]
 
 def recognize(recognizer: EmotionRecognizer, image: Image.Image, whole_image: bool = False) -> dict[str, Any]:
@@ -64,6 +72,23 @@ def recognize(recognizer: EmotionRecognizer, image: Image.Image, whole_image: bo
     except Exception as error:
         raise gr.Error("Could not analyse this image: an internal error occurred (it is logged on the server). "
                        "Try another photo.", title="Analysis failed") from error
+
+
+def annotated_file(image: Image.Image) -> str:
+    """The API's annotated image as a JPEG file of its own, which gradio copies into its cache by content hash under
+    a temporary name (a PIL image it would rewrite in place there: identical answers at once then truncated each
+    other's downloads). Files older than ANNOTATED_KEPT_S are deleted meanwhile (gradio has copied them)."""
+    root = Path(tempfile.gettempdir()) / f"fer-api-annotated-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > ANNOTATED_KEPT_S:
+                shutil.rmtree(old)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    image.save(folder / "annotated.jpeg", "JPEG", quality=90)
+    return str(folder / "annotated.jpeg")
 
 
 def scaled_faces(faces: list[dict[str, Any]], scale: float) -> list[dict[str, Any]]:
@@ -127,7 +152,8 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "",
         """
         result = recognize(api_recognizer, image)
         shown = fit_within(image, MAX_SIDE)
-        return result, draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
+        drawn = draw_faces(shown, scaled_faces(result["faces"], shown.width / image.width), labels)
+        return result, annotated_file(drawn)
 
     def analyze(image: Image.Image | None, whole_image: bool = False) -> tuple:
         if image is None:  # the input was cleared
@@ -179,7 +205,7 @@ def build_demo(recognizer: EmotionRecognizer, model_source: str = "",
             build_video_tab(with_tta(recognizer, modes["video"]))
         api_image = UploadedImage(label="image", type="pil", visible=False)
         api_outputs = [gr.JSON(label="faces", visible=False),
-                       gr.Image(label="annotated image", type="pil", format="jpeg", visible=False)]
+                       gr.Image(label="annotated image", type="filepath", visible=False)]
 
         gr.on([photo.change, whole_image.change], analyze, [photo, whole_image],
               [annotated, probabilities, table, result_json, message], api_visibility="private", **model_events)
