@@ -59,7 +59,12 @@ class OnnxMismatchError(ValueError):
 
 
 class OnnxFileWarning(UserWarning):
-    """The model folder's ONNX file is used without a check (no fingerprint) or skipped (a mismatch)."""
+    """The model folder's ONNX file is used without a check (no fingerprint) or skipped (a mismatch). `summary`:
+    the same in one line naming no path (what the Space prints at start: a Space's log is public)."""
+
+    def __init__(self, message: str, summary: str = "") -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 class _LogitsOnly(nn.Module):
@@ -249,13 +254,16 @@ def onnx_runtime_for(
     except OnnxMismatchError as error:
         if not auto:
             raise
-        warnings.warn(f"{error}. Serving the PyTorch model instead.", OnnxFileWarning, stacklevel=2)
+        warnings.warn(OnnxFileWarning(f"{error}. Serving the PyTorch model instead.",
+                                      f"{path.name} belongs to other weights: serving the PyTorch model"), stacklevel=2)
         return None
     if not verified:
-        warnings.warn(f"{path} has no fingerprint (exported before fer_model checked them), so whether it belongs to "
-                      f"{source}'s weights cannot be checked; using it. Export it again with `python -m fer_model "
-                      "export-onnx --int8` to add one, or choose PyTorch (--no-onnx, FER_ONNX=none).", OnnxFileWarning,
-                      stacklevel=2)
+        warnings.warn(OnnxFileWarning(
+            f"{path} has no fingerprint (exported before fer_model checked them), so whether it belongs to "
+            f"{source}'s weights cannot be checked; using it. Export it again with `python -m fer_model "
+            "export-onnx --int8` to add one, or choose PyTorch (--no-onnx, FER_ONNX=none).",
+            f"{path.name} has no fingerprint: used unchecked (re-export: python -m fer_model export-onnx --int8)"),
+            stacklevel=2)
     return classifier
 
 

@@ -14,11 +14,12 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from fer_model import EmotionRecognizer
 from fer_model.model_source import LOCAL_RELEASE, resolve_model
-from fer_model.onnx_runtime import onnx_choice
+from fer_model.onnx_runtime import OnnxFileWarning, onnx_choice
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["LOCAL_RELEASE", "ROOT", "load_recognizer", "model_header", "model_title", "resolve_model_source"]
@@ -46,7 +47,16 @@ def load_recognizer(source: str, tta: str = "none", onnx: str | None = None,
     """The recognizer, or exit saying how to point the app at a model. The runtime: onnx_choice(onnx, no_onnx), so
     --onnx FILE, else FER_ONNX, else "auto" (the folder's model_int8.onnx when it belongs to its weights)."""
     try:
-        return EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx_choice(onnx, no_onnx), detector=detector)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OnnxFileWarning)
+            recognizer = EmotionRecognizer.from_pretrained(source, tta=tta, onnx=onnx_choice(onnx, no_onnx),
+                                                           detector=detector)
     except (OSError, ValueError) as error:
         sys.exit(f"app.py: cannot start without a model.\n{error}\n"
                  f"Example: FER_MODEL=path/to/fer-vgg16 python app.py   (or: python app.py --model path/to/folder)")
+    for warning in caught:  # the ONNX file's warning as one line naming no server path; others as Python shows them
+        if isinstance(warning.message, OnnxFileWarning):
+            print(f"app.py: warning: {warning.message.summary}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return recognizer
