@@ -1,6 +1,6 @@
 """The upload-folder attacks of issue 21 (point 8), replayed over HTTP against the app launched on 127.0.0.1:
 uploads land in the app's own private folder, not gradio's shared /tmp/gradio (where files other apps left could
-be named in a request), and the sweep leaves no empty folder behind.
+be named in a request), one file per upload request, and the sweep leaves no empty folder behind.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -42,3 +43,16 @@ def test_sweep_leaves_empty_folders(recognizer: EmotionRecognizer, monkeypatch: 
         while folder.exists() and time.monotonic() < deadline:
             time.sleep(0.25)
     assert not folder.exists(), sorted(folder.iterdir())
+
+
+def test_one_request_uploads_many_files(url: str) -> None:
+    """One upload request carried 40 files of 5 MB (1,000 allowed): now a request holds one file, the others
+    answer gradio's own 400, and nothing of theirs reaches the upload folder's files gradio hands out."""
+    photo = ASTRONAUT.read_bytes()
+    before = {p for p in Path(space.UPLOAD_FOLDER).rglob("*") if p.is_file()}
+    files = [("files", (f"photo{i}.jpg", photo)) for i in range(5)]
+    response = httpx.post(f"{url}gradio_api/upload", files=files, timeout=30)
+    assert response.status_code == 400 and "Too many files" in response.text, response.text[:200]
+    assert not any(p.name.startswith("photo") for p in Path(space.UPLOAD_FOLDER).rglob("*") if p not in before)
+    path = Path(upload(url, ASTRONAUT))  # one file a request still works
+    assert path.is_file() and path.read_bytes() == photo
