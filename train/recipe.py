@@ -125,8 +125,9 @@ class Recipe(ModelArguments):
         if bad:
             raise ValueError(f"invalid recipe value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         # Options that only mean something together with another: refuse rather than silently ignore.
-        if self.warmup_ratio is not None and self.warmup_epochs is not None:
-            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one")
+        if self.warmup_ratio and self.warmup_epochs is not None:  # a preset's ratio, overridden by --warmup_ratio 0
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one "
+                             "(over a preset's warmup_ratio: --warmup_ratio 0 --warmup_epochs N)")
         if self.scheduler == "onecycle" and 0 in (self.warmup_ratio, self.warmup_epochs):
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
         if self.compile_mode != "default" and not self.torch_compile:
