@@ -125,9 +125,11 @@ class Recipe(ModelArguments):
         if bad:
             raise ValueError(f"invalid recipe value(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         # Options that only mean something together with another: refuse rather than silently ignore.
-        if self.warmup_ratio is not None and self.warmup_epochs is not None:
-            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one")
-        if self.scheduler == "onecycle" and 0 in (self.warmup_ratio, self.warmup_epochs):
+        if self.warmup_ratio and self.warmup_epochs is not None:  # a preset's ratio, overridden by --warmup_ratio 0
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} and warmup_epochs={self.warmup_epochs}: give one "
+                             "(over a preset's warmup_ratio: --warmup_ratio 0 --warmup_epochs N)")
+        rising = self.warmup_ratio if self.warmup_epochs is None else self.warmup_epochs  # what optim.py uses
+        if self.scheduler == "onecycle" and rising == 0:
             raise ValueError("scheduler=onecycle needs warmup_ratio > 0 (its rising phase), or leave it unset (0.3)")
         if self.compile_mode != "default" and not self.torch_compile:
             raise ValueError(f"compile_mode={self.compile_mode!r} needs torch_compile: true")

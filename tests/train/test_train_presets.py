@@ -42,6 +42,12 @@ def test_flags_override_the_preset() -> None:
     assert (recipe.epochs, recipe.augment, recipe.pretrained, recipe.freeze_until) == (3, False, True, "block3_conv1")
     assert recipe.lr == 0.01 and options.output_dir == "x" and options.cpu
 
+    # best.yaml's warmup_ratio (0.3) and --warmup_epochs: refused, unless the ratio is zeroed on the command line
+    with pytest.raises(ValueError, match="--warmup_ratio 0 --warmup_epochs N"):
+        parse_args(["--config", "train/configs/best.yaml", "--warmup_epochs", "1"])
+    recipe, _ = parse_args(["--config", "train/configs/best.yaml", "--warmup_ratio", "0", "--warmup_epochs", "1"])
+    assert (recipe.warmup_ratio, recipe.warmup_epochs) == (0, 1)
+
 
 @pytest.mark.parametrize(("text", "message"), [
     ("lr: 0.1\nlearning_rate: 3\n", r"unknown option\(s\) \['learning_rate'\]"),
