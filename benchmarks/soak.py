@@ -144,7 +144,8 @@ def request_kinds(browser: Browser, client: Any, assets: dict[str, Any]) -> dict
         with unique(ASTRONAUT, assets["scratch"]) as copy:
             return browser.event("analyze", browser.upload(copy))[-1].get("success") is True
 
-    return {"photo": lambda: predict(ASTRONAUT), "hostile": lambda: hostile_request(browser), "large photo": lambda: predict(assets["large"]),
+    return {"photo": lambda: predict(ASTRONAUT), "hostile": lambda: hostile_request(browser),
+            "large photo": lambda: predict(assets["large"]),
             "data url": lambda: browser.call(new_frame())[0] == "complete", "photo tab": photo_tab, "live": live,
             "refused": refused}
 

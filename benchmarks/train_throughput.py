@@ -45,8 +45,8 @@ from fer_model.configuration import FER2013_LABELS, input_size  # noqa: E402
 from train import optim, train  # noqa: E402
 from train.augment import build_augment  # noqa: E402
 from train.batches import AUGMENT_CHUNK_IMAGES, epoch_batches, training_batches  # noqa: E402
-from train.gpuqueue.concurrency import run_processes, synchronize, take_part  # noqa: E402
 from train.flops import achieved_tflops, bf16_dense_peak, training_flops_per_image  # noqa: E402
+from train.gpuqueue.concurrency import run_processes, synchronize, take_part  # noqa: E402
 from train.recipe import Recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, beside this script

@@ -6,7 +6,8 @@ playlist whose entries would make it open other files, no network or other proto
 `VideoLimits` (file size, duration, frame size, frame rate). `VideoFrames` then decodes it with PyAV (phone clips
 come upright: the rotation tag is applied), sampling at most `fps` frames per second, and checks the limits again
 as it goes, each frame's own size before it is converted (a header can lie, and a stream can grow).
-`AnnotatedVideo` writes H.264 in MP4 (libx264 bundled in PyAV's wheels, yuv420p, even sides, moov atom first) at the sampled frames' own times.
+`AnnotatedVideo` writes H.264 in MP4 (libx264 bundled in PyAV's wheels, yuv420p, even sides, moov atom first) at
+the sampled frames' own times.
 Every refusal is a `VideoError` whose message says what was wrong, in user terms, without any path.
 """
 

@@ -10,9 +10,6 @@ a server path); space/header.py writes the rest of it.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +19,7 @@ from fer_model.model_source import LOCAL_RELEASE, resolve_model
 from fer_model.onnx_runtime import OnnxFileWarning, onnx_choice
 
 ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["LOCAL_RELEASE", "ROOT", "load_recognizer", "model_header", "model_title", "resolve_model_source"]
+__all__ = ["LOCAL_RELEASE", "ROOT", "load_recognizer", "model_title", "resolve_model_source"]
 
 
 def resolve_model_source(cli_value: str | None = None) -> str:

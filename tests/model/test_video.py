@@ -236,7 +236,8 @@ def test_module_entry_point_prints_a_progress_bar(clip: Clip, tiny_model_dir: Pa
     import sys
 
     done = subprocess.run([sys.executable, "-m", "fer_model", "video", str(clip.path), "--out", str(tmp_path / "o"),
-                           "--fps", "2", "--model", str(tiny_model_dir), "--json"], cwd=REPO, capture_output=True, text=True,
+                           "--fps", "2", "--model", str(tiny_model_dir), "--json"], cwd=REPO, capture_output=True,
+                          text=True,
                           check=False, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["frames_analysed"] == 4

@@ -1,5 +1,5 @@
-"""train/gpuqueue/gpu_queue.py end to end on a CPU with tiny settings: the benchmark, rows side by side, a finished row's
-figures and packed model, a row cut by SIGTERM and resumed by the next call, then cut by the deadline;
+"""train/gpuqueue/gpu_queue.py end to end on a CPU with tiny settings: the benchmark, rows side by side, a finished
+row's figures and packed model, a row cut by SIGTERM and resumed by the next call, then cut by the deadline;
 --collect and the record. The plan (queue.yaml), the wheel install and the $OUT limits on their own.
 """
 
@@ -53,8 +53,8 @@ def first_call(queue_file: Path) -> dict:
     """The queue as the GPU box runs it; SIGTERM once `quick` finished and `long` has a checkpoint."""
     root = queue_file.parent
     out, work = root / "out1", root / "work"
-    command = [sys.executable, "train/gpuqueue/gpu_queue.py", "--queue", str(queue_file), "--out", str(out), "--work_dir",
-               str(work), "--fresh"]
+    command = [sys.executable, "train/gpuqueue/gpu_queue.py", "--queue", str(queue_file), "--out", str(out),
+               "--work_dir", str(work), "--fresh"]
     with (root / "first.txt").open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -102,5 +102,6 @@ def test_a_checkpoint_without_optimizer_state_is_smaller_and_resumes(tmp_path: P
         assert bool(saved["state"]) == (keep == "true") and saved["param_groups"][0]["momentum"] == 0.9
         sizes[keep] = sum(p.stat().st_size for p in (output_dir / "checkpoints" / "checkpoint_1").rglob("*"))
     assert sizes["false"] < sizes["true"]
-    resumed = train(dataset, tmp_path / "false", "--resume_from_checkpoint", "latest", "--checkpoint_optimizer", "false")
+    resumed = train(dataset, tmp_path / "false", "--resume_from_checkpoint", "latest",
+                    "--checkpoint_optimizer", "false")
     assert [h["epoch"] for h in resumed["validation"]["history"]] == [1, 2, 3]

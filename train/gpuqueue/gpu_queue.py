@@ -3,8 +3,8 @@
 recipes (train/configs/queue.yaml) most valuable first, side by side when that gives more images/s, under a
 hard deadline; each row's figures and the best model come back through $OUT as soon as they exist.
 
-    python3 train/gpuqueue/gpu_queue.py --out "$OUT"              # on the GPU box (the full command: benchmarks/RESULTS.md)
-    python train/gpuqueue/gpu_queue.py --check                    # on a CPU, first: are the rows valid, what is the plan
+    python3 train/gpuqueue/gpu_queue.py --out "$OUT"     # on the GPU box (the full command: benchmarks/RESULTS.md)
+    python train/gpuqueue/gpu_queue.py --check           # on a CPU, first: are the rows valid, what is the plan
     python train/gpuqueue/gpu_queue.py --collect DIR --into outputs/gpu [--record benchmarks/results/gpu_runs.json]
 
 A row is train/train.py in its own process (its own process group, its output in .runs/queue/NAME).
