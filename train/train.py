@@ -15,9 +15,8 @@ checkpoints/ for resuming, train/checkpoints.py, optionally pushed: train/hub_ch
 (train/finish.py, after the last epoch or a --max_time stop): test of the best model, its temperature fitted on
 validation (train/calibrate.py) -> metrics.json, confusion matrix, reliability diagram, optional int8 ONNX
 (--export_int8), model card, optional push (train/publish.py).
-`--batch_size` is per process, as in accelerate's examples: N processes train on N x batch_size per step.
-No step waits for the host: the loss is summed on the device and read once per epoch. Validation runs the
-model without torch.compile (one compiled training graph, no recompiles for eval mode or its batch sizes).
+`--batch_size` is per process (accelerate's examples). The loss is summed on the device and read once per epoch;
+validation runs without torch.compile (one compiled training graph, no recompiles for eval mode).
 """
 
 from __future__ import annotations
