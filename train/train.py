@@ -3,7 +3,6 @@
 
     python train/train.py --config train/configs/best.yaml --dataset ../shared/fer2013 --output_dir outputs/best
     accelerate launch --multi_gpu --num_processes 4 train/train.py --config train/configs/best.yaml ...
-    python train/train.py --cpu --no-pretrained --epochs 1 --max_train_samples 2000 ...
 
 The recipe (hyper-parameters) comes from a preset YAML (`--config`) and any flag overrides it. The run:
 data (decoded once to uint8 tensors; train stays on the device, train/batches.py) -> model (random, ImageNet,
