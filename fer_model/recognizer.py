@@ -1,12 +1,13 @@
 """EmotionRecognizer: an image -> every face found, each with a box, a label and all 7 probabilities.
 
-Pipeline: a grey working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does) for
-face DETECTION only -> Haar face boxes (fer_model.faces) -> margin crops cut from the INPUT image ->
-FerImageProcessor (the pixel module: the same grey conversion, resize kernel and crops as training) -> the model,
-all faces in ONE batch (one forward however many faces). When no face is found the result says so and
-gives no emotion (`face_found: false, faces: []`): a confident label on a coffee cup is worse than none. Only
-when asked (`whole_image=True`, for tight face crops like FER2013's own) is the whole image classified then
-(the working copy, if the input is larger than max_side), and the result says `whole_image: true`.
+Pipeline: an 8-bit working copy (at most `max_side` px, so a 24 MP photo costs what a 1.6 MP one does) for
+face DETECTION only -> face boxes (fer_model.faces: RetinaFace, or Haar) -> crops cut from the INPUT image
+(eyes levelled where the detector gives them) -> FerImageProcessor (the pixel module: the same grey conversion,
+resize kernel and crops as training) -> the model, all faces in ONE batch (one forward however many faces). When
+no face is found the result says so and gives no emotion (`face_found: false, faces: []`): a confident label on a
+coffee cup is worse than none. Only when asked (`whole_image=True`, for tight face crops like FER2013's own) is the
+whole image classified then (the working copy, if the input is larger than max_side), and the result says
+`whole_image: true`.
 Boxes are reported in the coordinates of the image passed in; faces are sorted left to right.
 `recognize_many` does the same for a stream of images, with one forward per `batch_size` model inputs ACROSS
 images (a folder of one-face photos costs one forward per 32 photos rather than one per photo).
@@ -23,8 +24,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .face_boxes import Eyes, levelled_crop
 from .faces import Box, Detector, make_detector
-from .image_processing import TTA_MODES, FerImageProcessor, logits_with_tta, resize, resize_image, to_gray, tta_views
+from .image_processing import (
+    TTA_MODES,
+    FerImageProcessor,
+    array_to_uint8,
+    flatten_mode,
+    logits_with_tta,
+    resize_array,
+    resize_image,
+    tta_views,
+)
 from .images import MAX_SIDE
 from .loading import DEFAULT_MODEL_ID, load_model
 from .modeling import FerForImageClassification
@@ -68,7 +79,7 @@ class EmotionRecognizer:
         device: str = "cpu",
         onnx: str | os.PathLike | None = "auto",
         **kwargs: Any,
-    ) -> "EmotionRecognizer":
+    ) -> EmotionRecognizer:
         """From a local model folder or a Hub id (OSError with a how-to-fix message when unreachable).
 
         `onnx`: "auto" (default) runs the folder's int8 `model_int8.onnx` with onnxruntime when it has one and
@@ -122,14 +133,22 @@ class EmotionRecognizer:
         """(face_found, boxes, crops) of one image: every face found; if none, nothing, or with `whole_image`
         the whole image as one "face"."""
         width, height = _size(image)
-        gray, scale = self.working_gray(image)
-        boxes = [_scale_box(box, scale, (width, height)) for box in self.detector.detect(gray)]
+        working, scale = self.working_image(image)
+        faces = (self.detector.faces(working) if getattr(self.detector, "level_eyes", False)
+                 else [(box, None) for box in self.detector.detect(working)])
+        boxes = [_scale_box(box, scale, (width, height)) for box, _ in faces]
         if boxes:
-            return True, boxes, [_crop(image, self.detector.expand(box, (height, width))) for box in boxes]
+            eyes = [None if pair is None else tuple((x / scale, y / scale) for x, y in pair) for _, pair in faces]
+            return True, boxes, [self._face_crop(image, box, pair) for box, pair in zip(boxes, eyes, strict=True)]
         if not whole_image:
             return False, [], []
         # the whole input, exactly: scaling the working copy's size back could lose a pixel
-        return False, [(0, 0, width, height)], [image if scale == 1.0 else gray]
+        return False, [(0, 0, width, height)], [image if scale == 1.0 else working]
+
+    def _face_crop(self, image: ImageInput, box: Box, eyes: Eyes | None) -> ImageInput:
+        """The detector's crop of a face, turned so that the eyes are level when the detector gives them."""
+        crop_box = self.detector.expand(box, _size(image)[::-1])
+        return _crop(image, crop_box) if eyes is None else levelled_crop(image, crop_box, eyes)
 
     def _classified(self, located: list[tuple[bool, list[Box], list[ImageInput]]]) -> Iterator[dict[str, Any]]:
         """The results of located images, their faces classified in one forward pass."""
@@ -141,8 +160,9 @@ class EmotionRecognizer:
             result = {"face_found": face_found, "faces": [self._face(box, next(probabilities)) for box in boxes]}
             yield result if face_found or not boxes else {**result, "whole_image": True}
 
-    def working_gray(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
-        """uint8 grey copy at most max_side px on its longest side, and its scale w.r.t. the input.
+    def working_image(self, image: Image.Image | np.ndarray) -> tuple[np.ndarray, float]:
+        """uint8 copy (HxW for a grey input, else HxWx3 RGB) at most max_side px on its longest side, and its
+        scale w.r.t. the input.
 
         For face detection (and for classifying a whole image larger than max_side) only: the crops of
         found faces are cut from the input itself. Shrunk with the pixel module's one resize kernel.
@@ -150,12 +170,10 @@ class EmotionRecognizer:
         width, height = _size(image)
         scale = min(1.0, self.max_side / max(width, height))
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if scale < 1.0 and isinstance(image, Image.Image):  # shrink the 8-bit image before the float grey
-            image = resize_image(image, size)
-        gray = to_gray(image)
-        if gray.shape[::-1] != size:
-            gray = resize(torch.from_numpy(gray)[None, None], size[::-1])[0, 0].numpy()
-        return np.round(gray * 255).astype(np.uint8), scale
+        if isinstance(image, Image.Image):  # shrink the 8-bit image
+            return np.asarray(resize_image(image, size) if scale < 1.0 else flatten_mode(image)), scale
+        pixels = array_to_uint8(image)
+        return (pixels if scale == 1.0 else resize_array(pixels, size[::-1])), scale
 
     @torch.inference_mode()
     def classify(self, crops: list[Image.Image | np.ndarray]) -> np.ndarray:

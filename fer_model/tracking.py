@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .faces import Box
 
 MIN_IOU = 0.3  # a face moves less than ~half its width between two analysed frames (0.1 s apart by default)
-MAX_GAP_S = 1.0  # the Haar detector misses a face in a frame now and then (a blink, a turn): bridge 1 s of that
+MAX_GAP_S = 1.0  # a detector misses a face in a frame now and then (a blink, a turn, a hand): bridge 1 s of that
 MAX_SHIFT = 0.75  # a face back after a gap: its centre within 3/4 of a box side of where it was last seen (faces
 # side by side are 1.5 sides apart or more; boxes that still overlap by IoU are matched first)
 MAX_SIZE_RATIO = 1.5  # ... and its box side within 1.5x of its last one

@@ -65,8 +65,8 @@ def test_bad_parameters_are_refused(kwargs: dict) -> None:
 def test_missing_cascade_and_wrong_input_are_explained() -> None:
     with pytest.raises(FileNotFoundError, match="opencv-python-headless"):
         FaceDetector(cascade="no_such_cascade.xml")
-    with pytest.raises(ValueError, match="uint8 HxW"):
-        FaceDetector().detect(np.zeros((64, 64, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="uint8 HxW grey or HxWx3 RGB"):
+        FaceDetector().detect(np.zeros((64, 64, 2), dtype=np.uint8))
 
 
 def test_tile_of_nine_gives_nine_faces() -> None:
