@@ -2,7 +2,7 @@
 
 Prints median milliseconds per image, split into decode / detection / model, for the astronaut photo (1 face)
 and a 2x2 tile of it (4 faces), next to baselines measured in the same run:
-  - detection on the full-resolution grey image instead of the 640 px copy (FaceDetector.detection_size),
+  - detection on the full-resolution image instead of the 640 px copy (the detector's detection_size),
   - the naive per-face loop (one model forward per face) instead of one batch for all faces,
 and, unless --no-http, the same request through a launched app with gradio_client (upload + queue + JSON).
 Weights do not change speed: a random-init model is used unless --model names a folder.
@@ -13,6 +13,7 @@ Weights do not change speed: a random-init model is used unless --model names a 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from timing import median_ms  # benchmarks/timing.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout (fer_model, app), no install
 from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, FerImageProcessor
-from fer_model.faces import FaceDetector
+from fer_model.faces import Detector, make_detector
 from fer_model.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
 
 
 
-def make_recognizer(model: str | None, detector: FaceDetector | None = None) -> EmotionRecognizer:
+def make_recognizer(model: str | None, detector: Detector | None = None) -> EmotionRecognizer:
     if model:
         return EmotionRecognizer.from_pretrained(model, detector=detector)
     config = FerConfig()
@@ -50,15 +51,16 @@ def per_face_loop(recognizer: EmotionRecognizer, crops: list[np.ndarray]) -> Non
 
 def measure(recognizer: EmotionRecognizer, full_res: EmotionRecognizer, path: Path, runs: int) -> dict[str, float]:
     image = load_image(path)
-    gray, _ = recognizer.working_gray(image)
-    boxes = recognizer.detector.detect(gray)
-    crops = [gray[y : y + h, x : x + w] for x, y, w, h in (recognizer.detector.expand(b, gray.shape) for b in boxes)]
+    working, _ = recognizer.working_image(image)
+    boxes = recognizer.detector.detect(working)
+    crops = [working[y : y + h, x : x + w]
+             for x, y, w, h in (recognizer.detector.expand(b, working.shape) for b in boxes)]
     return {
         "faces": len(boxes),
         "end_to_end": median_ms(lambda: recognizer.recognize(load_image(path)), runs),
         "decode": median_ms(lambda: load_image(path), runs),
-        "detection": median_ms(lambda: recognizer.detector.detect(recognizer.working_gray(image)[0]), runs),
-        "detection_full_res": median_ms(lambda: full_res.detector.detect(full_res.working_gray(image)[0]), runs),
+        "detection": median_ms(lambda: recognizer.detector.detect(recognizer.working_image(image)[0]), runs),
+        "detection_full_res": median_ms(lambda: full_res.detector.detect(full_res.working_image(image)[0]), runs),
         "model_batched": median_ms(lambda: recognizer.classify(crops), runs),
         "model_per_face": median_ms(lambda: per_face_loop(recognizer, crops), runs),
     }
@@ -91,7 +93,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     recognizer = make_recognizer(args.model)
-    full_res = make_recognizer(args.model, FaceDetector(detection_size=100_000))
+    full_res = make_recognizer(args.model, dataclasses.replace(make_detector(None), detection_size=100_000))
     with tempfile.TemporaryDirectory() as folder:
         tile = Path(folder) / "astronaut_2x2.jpg"
         photo = Image.open(ASTRONAUT)

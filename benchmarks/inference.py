@@ -84,8 +84,8 @@ def measure_ours(recognizer: "object", runtime: Callable, runs: int) -> dict[str
     for name, image in astronaut_and_tile().items():
         figures[f"faces_{name}"] = len(recognizer.recognize(image)["faces"])
         figures[f"e2e_ms_{name}"] = median_ms(lambda image=image: recognizer.recognize(image), runs)
-        gray, _ = recognizer.working_gray(image)
-        figures[f"detect_ms_{name}"] = median_ms(lambda gray=gray: recognizer.detector.detect(gray), runs)
+        working, _ = recognizer.working_image(image)
+        figures[f"detect_ms_{name}"] = median_ms(lambda working=working: recognizer.detector.detect(working), runs)
     return figures
 
 
