@@ -7,7 +7,7 @@ and a 2x2 tile of it (4 faces), next to baselines measured in the same run:
 and, unless --no-http, the same request through a launched app with gradio_client (upload + queue + JSON).
 Weights do not change speed: a random-init model is used unless --model names a folder.
 
-    python benchmarks/app_latency.py [--runs 20] [--threads N] [--model FOLDER] [--no-http]
+    python benchmarks/app_latency.py [--runs 20] [--threads N] [--model FOLDER] [--no-http] [--detector NAME]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from timing import median_ms  # benchmarks/timing.py, beside this script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout (fer_model, app), no install
 from fer_model import EmotionRecognizer, FerConfig, FerForImageClassification, FerImageProcessor
-from fer_model.faces import Detector, make_detector
+from fer_model.faces import DETECTORS, Detector, make_detector
 from fer_model.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,11 +89,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--model", default=None, help="model folder (default: random init, same speed)")
     parser.add_argument("--no-http", action="store_true", help="skip the gradio_client round trip")
+    parser.add_argument("--detector", default=None, choices=sorted(DETECTORS), help="default: the recognizer's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    recognizer = make_recognizer(args.model)
-    full_res = make_recognizer(args.model, dataclasses.replace(make_detector(None), detection_size=100_000))
+    detector = make_detector(args.detector)
+    recognizer = make_recognizer(args.model, detector)
+    full_res = make_recognizer(args.model, dataclasses.replace(detector, detection_size=100_000))
     with tempfile.TemporaryDirectory() as folder:
         tile = Path(folder) / "astronaut_2x2.jpg"
         photo = Image.open(ASTRONAUT)
@@ -107,7 +109,7 @@ def main() -> None:
         http = {} if args.no_http else http_ms(recognizer, paths, args.runs)
 
     print(f"threads={args.threads} runs={args.runs} torch={torch.__version__} "
-          f"detector: {recognizer.detector.detection_size} px copy, model: {args.model or 'random init'}")
+          f"detector: {detector.name} on a {detector.detection_size} px copy, model: {args.model or 'random init'}")
     columns = ["faces", "end_to_end", "decode", "detection", "detection_full_res", "model_batched", "model_per_face"]
     print(f"{'image':<22}" + "".join(f"{c:>20}" for c in columns))
     for name, row in rows.items():

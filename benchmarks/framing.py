@@ -76,7 +76,7 @@ def detected(detector: object, placed: list) -> list[tuple[np.ndarray, tuple, in
     found = []
     for canvas, truth, index in placed:
         faces = detector.faces(canvas) if hasattr(detector, "faces") else [(b, None) for b in detector.detect(canvas)]
-        faces = [(box, eyes) for box, eyes in faces if iou(box, truth) >= 0.5 and min(box[2:]) >= 48]
+        faces = [(box, eyes) for box, eyes in faces if iou(box, truth) >= 0.5]
         if faces:
             box, eyes = max(faces, key=lambda face: iou(face[0], truth))
             found.append((canvas, box, index, eyes))

@@ -34,7 +34,7 @@ class BoxDetector:
     Args:
         detection_size: longest side (px) of the copy the detector runs on; larger finds smaller faces, at a
             cost that grows with the square of the size.
-        min_face_size: smallest face side kept, in input pixels.
+        min_face_size: smallest face kept (its box's longer side, the side of a square crop), in input pixels.
         margin: fraction of the box side added on every side when cropping (0.05 -> 1.1x wider).
         square: crop a square around the box centre, its side the box's longer side (boxes that are taller
             than wide would otherwise be squeezed into the model's square input).
@@ -65,7 +65,7 @@ class BoxDetector:
 
     def kept(self, boxes: list[Box]) -> list[Box]:
         """Boxes of at least min_face_size, left to right (then top to bottom)."""
-        return sorted((b for b in boxes if min(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+        return sorted((b for b in boxes if max(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
 
     def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box:
         """The box grown by `margin` on each side (squared first if `square`), clipped to the image: the crop

@@ -1,9 +1,10 @@
 """Screenshots of the Space for the docs: `python app.py` on the released model in a subprocess, headless Chromium.
 
-Photo tab with a face near the right edge, Live tab without a camera (the button clicked), the API page; each
-saved as a small PNG (palette, at most 900 px wide) named PREFIX_photo.png, PREFIX_live.png, PREFIX_api.png.
+Photo tab with a face near the right edge, the same tab with examples/cameraman.jpg (a head turned
+three-quarters), Live tab without a camera (the button clicked), the API page; each saved as a small PNG (palette,
+at most 900 px wide) named PREFIX_photo.png, PREFIX_turned.png, PREFIX_live.png, PREFIX_api.png.
 
-    python docs/images/screenshots.py --prefix after [--model ../shared/models/fer-vgg16]
+    python docs/images/screenshots.py --prefix after [--model ../shared/models/fer-vgg16] [--detector haar]
 """
 
 from __future__ import annotations
@@ -47,12 +48,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--model", default=str(ROOT.parent / "shared" / "models" / "fer-vgg16"))
+    parser.add_argument("--detector", default=None, help="app.py's --detector (default: the app's)")
+    parser.add_argument("--only_turned", action="store_true", help="the turned-head screenshot only")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    with Server(args.model, tmp / "app.log") as server, sync_playwright() as playwright:
+    extra = ["--detector", args.detector] if args.detector else []
+    with Server(args.model, tmp / "app.log", extra) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(server.url)
+        page.locator("#photo input[type=file]").set_input_files(str(ROOT / "examples" / "cameraman.jpg"))
+        page.wait_for_function("document.querySelector('#status').innerText.includes('found')", timeout=60_000)
+        page.wait_for_timeout(2000)  # the outputs stay dimmed until gradio's last update lands
+        page.hover("#annotated")
+        page.screenshot(path=str(tmp / "turned.png"))
+        small_png(tmp / "turned.png", HERE / f"{args.prefix}_turned.png")
+        if args.only_turned:
+            return
+        page.reload()
         page.locator("#photo input[type=file]").set_input_files(str(edge_photo(tmp)))
         page.wait_for_function("document.querySelector('#status').innerText.includes('found')", timeout=60_000)
         page.hover("#annotated")

@@ -95,3 +95,21 @@ def hidden_face_clip(path: Path, size: tuple[int, int] = (320, 240), fps: float 
         clip.frames.append({} if hidden[0] <= t < hidden[1] else {"astronaut": (*at, sprite, sprite)})
     write_video(path, [_frame(size, sprites, placed) for placed in clip.frames], fps)
     return clip
+
+
+def tilting_face_clip(path: Path, size: tuple[int, int] = (320, 240), fps: float = 10, seconds: float = 3.0,
+                      tilt: float = 35.0, sprite: int = 140) -> Clip:
+    """The astronaut's head tilting from upright to `tilt` degrees and back (one cycle), in the middle of the frame:
+    the head movement (a nod to one side, a glance at a phone) that split one person into two faces under Haar."""
+    width, height = size
+    upright = face_sprite("astronaut", sprite)
+    clip, frames = Clip(path, fps, size), []
+    count = round(seconds * fps)
+    for index in range(count):
+        angle = tilt * (1 - abs(2 * index / (count - 1) - 1))  # 0 -> tilt -> 0
+        turned = upright.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=BACKGROUND)
+        placed = {"astronaut": ((width - sprite) // 2, (height - sprite) // 2, sprite, sprite)}
+        clip.frames.append(placed)
+        frames.append(_frame(size, {"astronaut": turned}, placed))
+    write_video(path, frames, fps)
+    return clip

@@ -9,8 +9,10 @@ from PIL import Image
 
 from fer_model import EmotionRecognizer, FerImageProcessor
 from fer_model.configuration import IMAGENET_MEAN, IMAGENET_STD
+from fer_model.face_boxes import levelled_crop
 from fer_model.image_processing import gray_to_pixel_values, to_gray
 from fer_model.images import load_image, to_rgb
+from fer_model.retina import missing_reason
 from tests.helpers.image_files import ASTRONAUT
 from tests.helpers.models import save_random_model
 from tests.helpers.tiny_fer import faces
@@ -179,11 +181,19 @@ def check_one_pixel_path(images: np.ndarray, recognizer: EmotionRecognizer) -> N
 
 
 @pytest.mark.parametrize("side", [512, 2560])  # 2560 px: detection runs on a working copy, the crop does not
-def test_recognizer_crops_come_from_the_input_through_the_processor(tiny_model_dir, side: int) -> None:
-    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir)
+@pytest.mark.parametrize("detector", ["haar", "retinaface"])
+def test_recognizer_crops_come_from_the_input_through_the_processor(tiny_model_dir, side: int, detector: str) -> None:
+    if detector == "retinaface" and missing_reason():
+        pytest.skip(missing_reason())
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir, detector=detector)
     image = load_image(ASTRONAUT).resize((side, side), Image.Resampling.BICUBIC)
     result, seen = pixels_reaching_the_model(recognizer, image)
     (face,) = result["faces"]
     x, y, w, h = recognizer.detector.expand(tuple(face["box"]), (image.height, image.width))
-    expected = recognizer.processor(image.crop((x, y, x + w, y + h)), return_tensors="pt")["pixel_values"]
+    crop = image.crop((x, y, x + w, y + h))
+    if detector == "retinaface":  # the same crop of the input, turned so that the eyes (found on the copy) are level
+        working, scale = recognizer.working_image(image)
+        ((_, eyes),) = recognizer.detector.faces(working)
+        crop = levelled_crop(image, (x, y, w, h), tuple((ex / scale, ey / scale) for ex, ey in eyes))
+    expected = recognizer.processor(crop, return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(seen, expected, atol=0, rtol=0)

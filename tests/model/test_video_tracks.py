@@ -12,7 +12,8 @@ import pytest
 
 from fer_model.__main__ import main
 from fer_model.video_results import CSV_COLUMNS, FaceRow, ScoreSmoother, dominant_text, face_summary, faces_table
-from tests.helpers.video_clips import Clip, hidden_face_clip
+from fer_model.retina import missing_reason
+from tests.helpers.video_clips import Clip, hidden_face_clip, tilting_face_clip
 
 LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]  # the test model's id2label
 
@@ -36,6 +37,15 @@ def test_a_face_hidden_for_a_few_frames_keeps_one_track(clip: Clip, tiny_model_d
     assert [(f["face_id"], f["frames_seen"]) for f in summary["faces"]] == [(1, 22)] and summary["max_gap_s"] == 1.0
     rows, summary = run(clip, tiny_model_dir, tmp_path / "split", "--max_gap_s", "0.5")  # the flag: gap too short
     assert [(f["face_id"], f["frames_seen"]) for f in summary["faces"]] == [(1, 10), (2, 12)]
+
+
+@pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
+def test_a_tilting_head_stays_one_face_with_the_default_detector(tiny_model_dir: Path, tmp_path: Path) -> None:
+    tilting = tilting_face_clip(tmp_path / "tilt.mp4")  # upright -> 35 degrees -> upright over 3 s
+    rows, summary = run(tilting, tiny_model_dir, tmp_path / "default")
+    assert [(f["face_id"], f["frames_seen"]) for f in summary["faces"]] == [(1, 30)]  # every frame, one number
+    rows, summary = run(tilting, tiny_model_dir, tmp_path / "haar", "--detector", "haar")
+    assert sum(f["frames_seen"] for f in summary["faces"]) < 25  # Haar loses the tilted head (9 + 8 frames here)
 
 
 def test_smooth_keeps_raw_and_smoothed_scores(clip: Clip, tiny_model_dir: Path, tmp_path: Path) -> None:
