@@ -3,7 +3,8 @@
 no hard edge at the crop's border), found by each detector, cropped with its box grown by a margin, classified, against
 the accuracy of the original crops (direct). The margin is chosen on validation: the one whose detect-crop-classify
 accuracy on the detected faces comes closest to the direct accuracy on the same faces. The crop is the detector's
-own `expand` (RetinaFace's is squared) with the margin replaced.
+own `expand` (RetinaFace's is squared) with the margin replaced; then, at the chosen margin, the crop moved up or
+down (`offset`), chosen the same way.
 
     nice -n 10 python benchmarks/framing.py --model ../shared/models/fer-vgg16 --dataset ../shared/fer2013 \
         [--samples 400] [--detectors retinaface haar haar-profile] [--backgrounds grey noise reflect] [--tilt 15]
@@ -34,6 +35,7 @@ from fer_model.faces import DETECTORS, make_detector
 from fer_model.tracking import iou
 
 MARGINS = (-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2)
+OFFSETS = (-0.1, -0.05, 0.0, 0.05, 0.1)  # tried at the chosen margin
 SCALES = (2, 3)  # the 48-px face pasted at 96 and 144 px
 CANVAS = 320
 BACKGROUNDS = ("grey", "noise", "reflect")
@@ -103,10 +105,12 @@ def study(recognizer: EmotionRecognizer, faces: list[np.ndarray], labels: np.nda
         rows[margin] = {"found": found_accuracy, "all": found_accuracy * len(found) / len(placed)}
     direct_found = direct[hit].mean() if len(found) else float("nan")
     best = min(MARGINS, key=lambda m: abs(rows[m]["found"] - direct_found))
+    offsets = {o: accuracy(dataclasses.replace(detector, margin=best, offset=o), found) for o in OFFSETS}
+    offset = min(OFFSETS, key=lambda o: abs(offsets[o] - direct_found))
     result = {"detector": name, "direct": direct.mean(), "direct_found": direct_found, "placed": len(placed),
-              "found": len(found), "margins": rows, "best": best}
-    if hasattr(detector, "faces"):  # eye landmarks: levelling at the chosen margin, upright and tilted canvases
-        chosen = dataclasses.replace(detector, margin=best)
+              "found": len(found), "margins": rows, "best": best, "offsets": offsets, "offset": offset}
+    if hasattr(detector, "faces"):  # eye landmarks: levelling at the chosen framing, upright and tilted canvases
+        chosen = dataclasses.replace(detector, margin=best, offset=offset)
         tilted = detected(detector, canvases(faces, backgrounds, tilt=tilt))
         result["levelling"] = {"upright": (accuracy(chosen, found), accuracy(chosen, found, True)),
                                f"tilted +-{tilt:g}": (accuracy(chosen, tilted), accuracy(chosen, tilted, True))}
@@ -132,14 +136,19 @@ def main(argv: list[str] | None = None) -> None:
     print("| detector | found | direct (all) | direct (found) | " + " | ".join(f"margin {m:g}" for m in MARGINS)
           + " | chosen margin |")
     print("|---|---|---|---|" + "---|" * len(MARGINS) + "---|")
-    levelling = []
+    levelling, shifts = [], []
     for name in args.detectors:
         r = study(recognizer, faces, labels, name, tuple(args.backgrounds), args.tilt)
         cells = " | ".join(f"{r['margins'][m]['found']:.3f} ({r['margins'][m]['all']:.3f})" for m in MARGINS)
         print(f"| {name} | {r['found']}/{r['placed']} | {r['direct']:.3f} | {r['direct_found']:.3f} | {cells} | "
               f"{r['best']:g} |")
+        shifts.append(f"| {name} | {r['best']:g} | " + " | ".join(f"{r['offsets'][o]:.3f}" for o in OFFSETS)
+                      + f" | {r['offset']:g} |")
         levelling.extend(f"| {name} | {condition} | {plain:.3f} | {level:.3f} |" for condition, (plain, level) in
                          r.get("levelling", {}).items())
+    print("\nOffset (the crop moved down by a fraction of its height) at the chosen margin, accuracy on the faces "
+          "found:\n\n| detector | margin | " + " | ".join(f"offset {o:g}" for o in OFFSETS) + " | chosen offset |")
+    print("|---|---|" + "---|" * len(OFFSETS) + "---|\n" + "\n".join(shifts))
     if levelling:
         print("\nEye-levelling at the chosen margin (accuracy on the faces found):\n")
         print("| detector | canvases | as detected | eyes levelled |\n|---|---|---|---|\n" + "\n".join(levelling))

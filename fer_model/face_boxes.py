@@ -38,6 +38,8 @@ class BoxDetector:
         margin: fraction of the box side added on every side when cropping (0.05 -> 1.1x wider).
         square: crop a square around the box centre, its side the box's longer side (boxes that are taller
             than wide would otherwise be squeezed into the model's square input).
+        offset: fraction of the crop's height by which it moves down from the box (negative: up), for a detector
+            whose boxes sit higher or lower on the face than FER2013's crops.
     """
 
     name = "base"  # class attributes, not parameters
@@ -46,13 +48,14 @@ class BoxDetector:
     min_face_size: int = 48  # the model's input side: smaller faces carry less detail than it was trained on
     margin: float = 0.05
     square: bool = False
+    offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.detection_size < 64:
             raise ValueError(f"detection_size={self.detection_size} must be >= 64 px")
-        if self.min_face_size < 1 or not -0.25 <= self.margin <= 1:
-            raise ValueError(f"need min_face_size >= 1 and -0.25 <= margin <= 1; got {self.min_face_size}, "
-                             f"{self.margin}")
+        if self.min_face_size < 1 or not -0.25 <= self.margin <= 1 or not -0.5 <= self.offset <= 0.5:
+            raise ValueError(f"need min_face_size >= 1, -0.25 <= margin <= 1 and -0.5 <= offset <= 0.5; got "
+                             f"{self.min_face_size}, {self.margin}, {self.offset}")
 
     def small_copy(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """The copy the detector runs on (at most detection_size px on its longest side) and its scale."""
@@ -68,13 +71,14 @@ class BoxDetector:
         return sorted((b for b in boxes if max(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
 
     def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box:
-        """The box grown by `margin` on each side (squared first if `square`), clipped to the image: the crop
-        the classifier sees."""
+        """The box grown by `margin` on each side (squared first if `square`), moved down by `offset`, clipped to
+        the image: the crop the classifier sees."""
         x, y, w, h = box
         if self.square:
             side = max(w, h)
             x, y, w, h = x + (w - side) / 2, y + (h - side) / 2, side, side
         dx, dy = w * self.margin, h * self.margin
+        y += (h + 2 * dy) * self.offset
         left, top = round(x - dx), round(y - dy)
         right, bottom = left + round(w + 2 * dx), top + round(h + 2 * dy)  # the size rounded once, not each side
         left, top, right, bottom = max(0, left), max(0, top), min(image_shape[1], right), min(image_shape[0], bottom)

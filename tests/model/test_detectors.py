@@ -71,10 +71,12 @@ def test_retinaface_eyes_and_square_crop() -> None:
     assert x < right_eye[0] < left_eye[0] < x + w and y < right_eye[1] < y + h / 2  # eyes in the box's upper half
     assert h > w  # RetinaFace's boxes are taller than wide, hence the squared crop:
     cx, cy, side = x + w / 2, y + h / 2, h
-    unmargined = RetinaFaceDetector(margin=0)
+    unmargined = RetinaFaceDetector(margin=0, offset=0)
     assert unmargined.expand(box, (512, 512)) == (round(cx - side / 2), round(cy - side / 2), side, side)
     assert unmargined.expand((0, 0, 40, 60), (100, 100)) == (0, 0, 50, 60)  # clipped to the image
-    assert detector.expand(box, (512, 512))[2] == round(side * 0.9)  # the chosen margin, -5 % on every side
+    left, top, width, height = detector.expand(box, (512, 512))  # the chosen framing: -5 % on every side, 5 % lower
+    assert width == height == round(side * 0.9) and top == round(cy - side * 0.45 + side * 0.9 * 0.05)
+    assert left == round(cx - side * 0.45)
 
 
 def test_names_objects_and_errors() -> None:

@@ -53,10 +53,11 @@ def test_expand_adds_the_margin_and_clips_to_the_image() -> None:
     detector = FaceDetector(margin=0.2)
     assert detector.expand((100, 100, 50, 50), (480, 640)) == (90, 90, 70, 70)
     assert detector.expand((0, 5, 100, 100), (100, 120)) == (0, 0, 120, 100)
+    assert FaceDetector(margin=0.2, offset=0.1).expand((100, 100, 50, 50), (480, 640)) == (90, 97, 70, 70)  # 7 px lower
 
 
 @pytest.mark.parametrize("kwargs", [dict(scale_factor=1.0), dict(detection_size=10), dict(margin=2.0),
-                                    dict(min_face_size=0)])
+                                    dict(min_face_size=0), dict(offset=0.6)])
 def test_bad_parameters_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         FaceDetector(**kwargs)
