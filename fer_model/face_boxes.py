@@ -4,8 +4,9 @@ smallest face kept, and the margin crop the classifier sees (fer_model.faces nam
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from .image_processing import array_to_uint8, flatten_mode, resize_array
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the input image
 Eyes = tuple[tuple[float, float], tuple[float, float]]  # (x, y) of the right then the left eye, as the person sees
+Found = TypeVar("Found")  # a box, or a (box, landmarks) pair
 
 
 class Detector(Protocol):
@@ -66,9 +68,10 @@ class BoxDetector:
         size = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
         return (image if scale == 1.0 else resize_array(image, size)), scale
 
-    def kept(self, boxes: list[Box]) -> list[Box]:
-        """Boxes of at least min_face_size, left to right (then top to bottom)."""
-        return sorted((b for b in boxes if max(b[2], b[3]) >= self.min_face_size), key=lambda b: (b[0], b[1]))
+    def kept(self, found: list[Found], box: Callable[[Found], Box] = lambda b: b) -> list[Found]:
+        """Faces whose box (`box(face)`) is at least min_face_size, left to right (then top to bottom)."""
+        large = (face for face in found if max(box(face)[2:]) >= self.min_face_size)
+        return sorted(large, key=lambda face: box(face)[:2])
 
     def expand(self, box: Box, image_shape: tuple[int, ...]) -> Box:
         """The box grown by `margin` on each side (squared first if `square`), moved down by `offset`, clipped to

@@ -25,12 +25,7 @@ DEFAULT_DETECTOR = "retinaface"
 FALLBACK_DETECTOR = "haar"
 
 __all__ = ["DEFAULT_DETECTOR", "DETECTORS", "FALLBACK_DETECTOR", "Box", "Detector", "FaceDetector",
-           "ProfileFaceDetector", "RetinaFaceDetector", "fallback_reason", "make_detector"]
-
-
-def fallback_reason() -> str | None:
-    """Why the default detector is not the one used here (None when it is)."""
-    return missing_reason()
+           "ProfileFaceDetector", "RetinaFaceDetector", "make_detector", "missing_reason"]
 
 
 def make_detector(detector: str | Detector | None = None) -> Detector:
@@ -42,7 +37,7 @@ def make_detector(detector: str | Detector | None = None) -> Detector:
     if detector is not None and not isinstance(detector, str):
         return detector
     if detector is None:
-        reason = fallback_reason()
+        reason = missing_reason()
         if reason:
             warnings.warn(f"face detector: {FALLBACK_DETECTOR!r} instead of {DEFAULT_DETECTOR!r}, because {reason}",
                           stacklevel=2)

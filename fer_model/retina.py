@@ -79,8 +79,7 @@ class RetinaFaceDetector(BoxDetector):
                                score_threshold=self.score_threshold, nms_threshold=self.nms_threshold)
         faces = [(to_input([f.x, f.y, f.width, f.height], scale, image.shape),
                   tuple((p.x / scale, p.y / scale) for p in f.landmarks[:2])) for f in found]
-        faces = [(box, eyes) for box, eyes in faces if max(box[2], box[3]) >= self.min_face_size]
-        return sorted(faces, key=lambda face: (face[0][0], face[0][1]))  # as BoxDetector.kept orders boxes
+        return self.kept(faces, box=lambda face: face[0])
 
 
 @cache
