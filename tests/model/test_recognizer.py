@@ -113,3 +113,15 @@ def test_released_model_sees_a_happy_astronaut() -> None:
     recognizer = EmotionRecognizer.from_pretrained(RELEASED_MODEL_DIR)
     (face,) = recognizer.recognize(load_image(ASTRONAUT))["faces"]
     assert face["label"] == "happy", face["scores"]
+
+
+def test_many_faces_go_through_the_model_32_at_a_time(tiny_model_dir: Path) -> None:
+    """A photo of hundreds of faces costs bounded memory: forwards of at most 32 faces, the same probabilities."""
+    recognizer = EmotionRecognizer.from_pretrained(tiny_model_dir, tta="flip")
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (60, 60, 3), dtype=np.uint8) for _ in range(70)]
+    sizes = forward_batches(recognizer)
+    chunked = recognizer.classify(crops)
+    assert sizes == [64, 64, 12]  # 32 + 32 + 6 faces, two TTA views each
+    np.testing.assert_allclose(chunked, recognizer.classify(crops, batch_size=100), atol=1e-5)
+    assert chunked.shape == (70, len(recognizer.labels))
