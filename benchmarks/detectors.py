@@ -169,12 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     print("| detector | condition | recall | precision | faces | detections | turned >= 45 deg recall "
           "| ms / 640-px image | x Haar |")
     print("|---|---|---|---|---|---|---|---|---|")
-    baseline = None
+    baseline, sets = None, conditions(images)  # the copies made once, for every detector
     for name in names:
         detector = everything[name]()
         ms = ms_per_image(detector, images[: args.timing_images], args.runs)
         baseline = baseline or ms  # the first detector, Haar unless --detectors says otherwise
-        for condition, labelled in conditions(images).items():
+        for condition, labelled in sets.items():
             s = score(detector, labelled, yaws_of(yaws, condition), args.iou)
             print(f"| {name} | {condition} | {s['recall']:.3f} | {s['precision']:.3f} | {s['faces']} | "
                   f"{s['detections']} | {s['turned']:.3f} | {ms:.1f} | {ms / baseline:.2f} |", flush=True)
